@@ -1,0 +1,3 @@
+from .backbones import PyConvHGResNet, PyConvResNet
+
+__all__ = ['PyConvResNet', 'PyConvHGResNet']

@@ -1,0 +1,446 @@
+"""PyConvResNet and PyConvHGResNet (Duta et al., arXiv 2006.11538), as OpenMMLab backbones.
+
+The architecture is the paper's, not ResNet's: a 7x7/2 stem without max-pool; every stage's
+first block is strided on its PyConv; a projection shortcut is max-pool 3x3 -> 1x1 conv -> norm.
+Stage plans (kernels / groups per pyramid level):
+
+* PyConvResNet: [3,5,7,9]/[1,4,8,16], [3,5,7]/[1,4,8], [3,5]/[1,4], [3]/[1]; bottleneck expansion
+  4 (depth 50/101/152) or the basic block "PyConv then 1x1 conv", expansion 1 (depth 18/34).
+* PyConvHGResNet: widths doubled, expansion 2, groups [32]*4, [32,64,64], [32,64], [32].
+
+Module names follow the original networks (``conv1``, ``bn1``, ``layer{1-4}.{j}.conv{1-3}``,
+``downsample.{0,1,2}``), so their checkpoints map onto these modules level by level.
+"""
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = ['PyConvBasicBlock', 'PyConvBottleneck', 'PyConvResNet', 'PyConvHGResNet']
+
+ConfigType = Dict
+Plan = Sequence[Sequence[int]]
+
+
+class _PyConvBlock(BaseModule):
+    """What both residual blocks share: shortcut, activation, checkpointing, norm names."""
+
+    def __init__(self, with_cp: bool, act_cfg: ConfigType, downsample: Optional[nn.Module],
+                 init_cfg: Optional[ConfigType]):
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.downsample = downsample
+        self.relu = build_activation_layer(act_cfg)
+
+    def _add_norm(self, norm_cfg: ConfigType, channels: int, postfix: int) -> str:
+        name, norm = build_norm_layer(norm_cfg, channels, postfix=postfix)
+        self.add_module(name, norm)
+        return name
+
+    @property
+    def last_norm(self) -> nn.Module:
+        """The norm before the residual addition (zeroed by ``zero_init_residual``)."""
+        return getattr(self, self.norm_names[-1])
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+
+        def _inner(x):
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.residual(x) + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner, x, use_reentrant=False)
+        else:
+            out = _inner(x)
+        return self.relu(out)
+
+
+class PyConvBasicBlock(_PyConvBlock):
+    """The original's default basic block: PyConv -> norm -> act -> 1x1 conv -> norm.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        expansion (int): ``out_channels / mid_channels``. Default: 1.
+        stride (int): Stride of the PyConv. Default: 1.
+        dilation (int): Dilation of the PyConv. Default: 1.
+        pyconv_kernels (Sequence[int]): Kernel of each pyramid level. Default: (3, ).
+        pyconv_groups (Sequence[int]): Groups of each pyramid level. Default: (1, ).
+        downsample (nn.Module, optional): Shortcut projection. Default: None.
+        with_cp (bool): Use gradient checkpointing. Default: False.
+        pyconv_cfg (dict): Config of the PyConv layer. Default: ``dict(type='PyConv2d')``.
+        conv_cfg (dict, optional): Config of the 1x1 conv. Default: None (Conv2d).
+        norm_cfg (dict): Norm config. Default: ``dict(type='BN')``.
+        act_cfg (dict): Activation config. Default: ``dict(type='ReLU', inplace=True)``.
+        init_cfg (dict, optional): Initialization config. Default: None.
+    """
+    default_expansion = 1
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 expansion: int = 1,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 pyconv_kernels: Sequence[int] = (3, ),
+                 pyconv_groups: Sequence[int] = (1, ),
+                 downsample: Optional[nn.Module] = None,
+                 with_cp: bool = False,
+                 pyconv_cfg: ConfigType = dict(type='PyConv2d'),
+                 conv_cfg: Optional[ConfigType] = None,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
+                 init_cfg: Optional[ConfigType] = None):
+        super().__init__(with_cp, act_cfg, downsample, init_cfg)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.expansion = expansion
+        mid_channels = _mid_channels(out_channels, expansion)
+        self.conv1 = build_conv_layer(
+            pyconv_cfg, in_channels, mid_channels, kernel_size=tuple(pyconv_kernels),
+            groups=tuple(pyconv_groups), stride=stride, dilation=dilation, bias=False)
+        self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
+        self.conv2 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
+        self.norm_names.append(self._add_norm(norm_cfg, out_channels, 2))
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(getattr(self, self.norm_names[0])(self.conv1(x)))
+        return getattr(self, self.norm_names[1])(self.conv2(out))
+
+
+class PyConvBottleneck(_PyConvBlock):
+    """Bottleneck with a PyConv in the middle: 1x1 -> PyConv (strided) -> 1x1 expand.
+
+    Args: as :class:`PyConvBasicBlock`; ``expansion`` defaults to 4 (PyConvHGResNet uses 2).
+    """
+    default_expansion = 4
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 expansion: int = 4,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 pyconv_kernels: Sequence[int] = (3, ),
+                 pyconv_groups: Sequence[int] = (1, ),
+                 downsample: Optional[nn.Module] = None,
+                 with_cp: bool = False,
+                 pyconv_cfg: ConfigType = dict(type='PyConv2d'),
+                 conv_cfg: Optional[ConfigType] = None,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
+                 init_cfg: Optional[ConfigType] = None):
+        super().__init__(with_cp, act_cfg, downsample, init_cfg)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.expansion = expansion
+        mid_channels = _mid_channels(out_channels, expansion)
+        self.conv1 = build_conv_layer(conv_cfg, in_channels, mid_channels, 1, bias=False)
+        self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
+        self.conv2 = build_conv_layer(
+            pyconv_cfg, mid_channels, mid_channels, kernel_size=tuple(pyconv_kernels),
+            groups=tuple(pyconv_groups), stride=stride, dilation=dilation, bias=False)
+        self.norm_names.append(self._add_norm(norm_cfg, mid_channels, 2))
+        self.conv3 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
+        self.norm_names.append(self._add_norm(norm_cfg, out_channels, 3))
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        norm1, norm2, norm3 = (getattr(self, n) for n in self.norm_names)
+        out = self.relu(norm1(self.conv1(x)))
+        out = self.relu(norm2(self.conv2(out)))
+        return norm3(self.conv3(out))
+
+
+def _mid_channels(out_channels: int, expansion: int) -> int:
+    if out_channels % expansion:
+        raise ValueError(f'out_channels={out_channels} is not divisible by expansion={expansion}')
+    return out_channels // expansion
+
+
+@MODELS.register_module()
+class PyConvResNet(BaseModule):
+    """PyConvResNet backbone (Duta et al., "Pyramidal Convolution", arXiv 2006.11538).
+
+    Args:
+        depth (int): 18, 34, 50, 101 or 152.
+        in_channels (int): Input image channels. Default: 3.
+        stem_channels (int): Output channels of the 7x7/2 stem. Default: 64.
+        base_channels (int, optional): Middle width of the first stage (doubled per stage).
+            Default: None, the family's (64; 128 for PyConvHGResNet).
+        expansion (int, optional): Block expansion. Default: None, the family's (basic block 1,
+            bottleneck 4; PyConvHGResNet 2).
+        num_stages (int): Stages to build, 1 to 4. Default: 4.
+        strides (Sequence[int]): Stride of each stage's first PyConv. Default: (2, 2, 2, 2).
+        dilations (Sequence[int]): Dilation of each stage's PyConvs. Default: (1, 1, 1, 1).
+            A stage with stride > 1 or dilation > 1 keeps the max-pool (with the stage's stride)
+            in its projection shortcut, as the original segmentation network does when it trades
+            stride for dilation.
+        out_indices (Sequence[int]): Stages whose outputs are returned. Default: (3, ).
+        pyconv_kernels (Sequence[Sequence[int]], optional): Kernel of each pyramid level, per
+            stage. Default: None, the family's plan.
+        pyconv_groups (Sequence[Sequence[int]], optional): Groups of each pyramid level, per
+            stage. Default: None, the family's plan.
+        pyconv_cfg (dict): Config of the PyConv layers. Default: ``dict(type='PyConv2d')``.
+        frozen_stages (int): Stages to freeze (stop grad, eval mode); 0 freezes the stem only,
+            -1 nothing. Default: -1.
+        conv_cfg (dict, optional): Config of the non-PyConv convs. Default: None (Conv2d).
+        norm_cfg (dict): Norm config. Default: ``dict(type='BN', requires_grad=True)``.
+        act_cfg (dict): Activation config. Default: ``dict(type='ReLU', inplace=True)``.
+        norm_eval (bool): Keep norm layers in eval mode while training (freezes running
+            stats). Default: False.
+        with_cp (bool): Use gradient checkpointing in every block. Default: False.
+        zero_init_residual (bool): Zero-initialise the last norm of every block, so each starts
+            as identity. Default: False (the original's default).
+        pretrained (str, optional): Deprecated, use ``init_cfg=dict(type='Pretrained',
+            checkpoint=...)``. Accepted because mmseg's EncoderDecoder passes it.
+        init_cfg (dict | list[dict], optional): Initialization config. Default: Kaiming normal
+            (fan_out) for convs, 1/0 for norms, as the original.
+
+    Example:
+        >>> import torch
+        >>> m = PyConvResNet(depth=50, out_indices=(0, 1, 2, 3))
+        >>> for out in m(torch.rand(1, 3, 224, 224)):
+        ...     print(tuple(out.shape))
+        (1, 256, 56, 56)
+        (1, 512, 28, 28)
+        (1, 1024, 14, 14)
+        (1, 2048, 7, 7)
+    """
+
+    arch_settings: Dict[int, Tuple[Type[_PyConvBlock], Tuple[int, ...]]] = {
+        18: (PyConvBasicBlock, (2, 2, 2, 2)),
+        34: (PyConvBasicBlock, (3, 4, 6, 3)),
+        50: (PyConvBottleneck, (3, 4, 6, 3)),
+        101: (PyConvBottleneck, (3, 4, 23, 3)),
+        152: (PyConvBottleneck, (3, 8, 36, 3)),
+    }
+    default_base_channels = 64
+    default_expansion: Optional[int] = None
+    default_pyconv_kernels: Plan = ((3, 5, 7, 9), (3, 5, 7), (3, 5), (3, ))
+    default_pyconv_groups: Plan = ((1, 4, 8, 16), (1, 4, 8), (1, 4), (1, ))
+
+    def __init__(self,
+                 depth: int,
+                 in_channels: int = 3,
+                 stem_channels: int = 64,
+                 base_channels: Optional[int] = None,
+                 expansion: Optional[int] = None,
+                 num_stages: int = 4,
+                 strides: Sequence[int] = (2, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 out_indices: Sequence[int] = (3, ),
+                 pyconv_kernels: Optional[Plan] = None,
+                 pyconv_groups: Optional[Plan] = None,
+                 pyconv_cfg: ConfigType = dict(type='PyConv2d'),
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[ConfigType] = None,
+                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
+                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[ConfigType, List[ConfigType]]] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('give the checkpoint either as init_cfg or as the deprecated '
+                                 '`pretrained`, not both')
+            warnings.warn('`pretrained` is deprecated, use init_cfg=dict(type="Pretrained", '
+                          'checkpoint=...)', DeprecationWarning)
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='Kaiming', layer=['Conv2d'], mode='fan_out', nonlinearity='relu',
+                     distribution='normal'),
+                dict(type='Constant', val=1, bias=0, layer=['_BatchNorm', 'GroupNorm'])
+            ]
+        super().__init__(init_cfg=init_cfg)
+
+        name = type(self).__name__
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for {name}; valid depths: '
+                           f'{sorted(self.arch_settings)}')
+        if not 1 <= num_stages <= 4:
+            raise ValueError(f'num_stages must be 1 to 4, got {num_stages}')
+        if len(strides) != num_stages or len(dilations) != num_stages:
+            raise ValueError(f'strides {tuple(strides)} and dilations {tuple(dilations)} need one '
+                             f'entry per stage (num_stages={num_stages})')
+        out_indices = tuple(out_indices)
+        for idx in out_indices:
+            if not 0 <= idx < num_stages:
+                raise ValueError(f'out_indices {out_indices} must lie in [0, {num_stages})')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be -1 to {num_stages}, got {frozen_stages}')
+        kernels = self.default_pyconv_kernels if pyconv_kernels is None else pyconv_kernels
+        groups = self.default_pyconv_groups if pyconv_groups is None else pyconv_groups
+        for what, plan in (('pyconv_kernels', kernels), ('pyconv_groups', groups)):
+            if len(plan) < num_stages:
+                raise ValueError(f'{what} has {len(plan)} stage entries, {num_stages} needed')
+
+        self.depth = depth
+        self.block, stage_blocks = self.arch_settings[depth]
+        self.stage_blocks = stage_blocks[:num_stages]
+        self.expansion = expansion or self.default_expansion or self.block.default_expansion
+        self.stem_channels = stem_channels
+        self.base_channels = base_channels or self.default_base_channels
+        self.num_stages = num_stages
+        self.strides = tuple(strides)
+        self.dilations = tuple(dilations)
+        self.out_indices = out_indices
+        self.pyconv_kernels = tuple(tuple(k) for k in kernels[:num_stages])
+        self.pyconv_groups = tuple(tuple(g) for g in groups[:num_stages])
+        self.frozen_stages = frozen_stages
+        self.conv_cfg = conv_cfg
+        self.norm_cfg = norm_cfg
+        self.act_cfg = act_cfg
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.zero_init_residual = zero_init_residual
+
+        self._make_stem_layer(in_channels, stem_channels)
+        self.res_layers = []
+        self.stage_channels = []
+        channels = stem_channels
+        for i in range(num_stages):
+            out_channels = self.base_channels * 2**i * self.expansion
+            res_layer = self.make_res_layer(
+                in_channels=channels,
+                out_channels=out_channels,
+                num_blocks=self.stage_blocks[i],
+                stride=self.strides[i],
+                dilation=self.dilations[i],
+                pyconv_kernels=self.pyconv_kernels[i],
+                pyconv_groups=self.pyconv_groups[i],
+                pyconv_cfg=pyconv_cfg)
+            layer_name = f'layer{i + 1}'
+            self.add_module(layer_name, res_layer)
+            self.res_layers.append(layer_name)
+            self.stage_channels.append(out_channels)
+            channels = out_channels
+        self._freeze_stages()
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def stage_reductions(self) -> List[int]:
+        """Output stride of every stage (input size / stage output size)."""
+        reduction, result = 2, []
+        for stride in self.strides:
+            reduction *= stride
+            result.append(reduction)
+        return result
+
+    def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
+        self.conv1 = build_conv_layer(
+            self.conv_cfg, in_channels, stem_channels, kernel_size=7, stride=2, padding=3,
+            bias=False)
+        self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.relu = build_activation_layer(self.act_cfg)
+
+    def _make_shortcut(self, in_channels: int, out_channels: int, stride: int,
+                       dilation: int) -> Optional[nn.Sequential]:
+        """Max-pool 3x3 (if strided or dilated) -> 1x1 conv -> norm (if widths differ)."""
+        layers = []
+        if stride > 1 or dilation > 1:
+            layers.append(nn.MaxPool2d(kernel_size=3, stride=stride, padding=1))
+        if in_channels != out_channels:
+            layers.append(
+                build_conv_layer(self.conv_cfg, in_channels, out_channels, 1, bias=False))
+            layers.append(build_norm_layer(self.norm_cfg, out_channels)[1])
+        return nn.Sequential(*layers) if layers else None
+
+    def make_res_layer(self, in_channels: int, out_channels: int, num_blocks: int, stride: int,
+                       dilation: int, pyconv_kernels: Sequence[int],
+                       pyconv_groups: Sequence[int], pyconv_cfg: ConfigType) -> nn.Sequential:
+        """One stage: the first block strided (with the shortcut projection), then the rest."""
+        blocks = []
+        for j in range(num_blocks):
+            blocks.append(
+                self.block(
+                    in_channels=in_channels if j == 0 else out_channels,
+                    out_channels=out_channels,
+                    expansion=self.expansion,
+                    stride=stride if j == 0 else 1,
+                    dilation=dilation,
+                    pyconv_kernels=pyconv_kernels,
+                    pyconv_groups=pyconv_groups,
+                    downsample=self._make_shortcut(in_channels, out_channels, stride, dilation)
+                    if j == 0 else None,
+                    with_cp=self.with_cp,
+                    pyconv_cfg=pyconv_cfg,
+                    conv_cfg=self.conv_cfg,
+                    norm_cfg=self.norm_cfg,
+                    act_cfg=self.act_cfg))
+        return nn.Sequential(*blocks)
+
+    def _freeze_stages(self) -> None:
+        frozen = []
+        if self.frozen_stages >= 0:
+            frozen += [self.conv1, self.norm1]
+        frozen += [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            return
+        if self.zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, _PyConvBlock):
+                    constant_init(module.last_norm, 0)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.relu(self.norm1(self.conv1(x)))
+        outs = []
+        for i, layer_name in enumerate(self.res_layers):
+            x = getattr(self, layer_name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode: bool = True) -> 'PyConvResNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+
+@MODELS.register_module()
+class PyConvHGResNet(PyConvResNet):
+    """PyConvHGResNet: PyConvResNet with doubled widths, expansion 2 and high grouping.
+
+    Args: as :class:`PyConvResNet`; depth 50, 101 or 152.
+
+    Example:
+        >>> import torch
+        >>> m = PyConvHGResNet(depth=50, out_indices=(3, ))
+        >>> tuple(m(torch.rand(1, 3, 64, 64))[0].shape)
+        (1, 2048, 2, 2)
+    """
+    arch_settings = {
+        50: (PyConvBottleneck, (3, 4, 6, 3)),
+        101: (PyConvBottleneck, (3, 4, 23, 3)),
+        152: (PyConvBottleneck, (3, 8, 36, 3)),
+    }
+    default_base_channels = 128
+    default_expansion = 2
+    default_pyconv_groups = ((32, 32, 32, 32), (32, 64, 64), (32, 64), (32, ))

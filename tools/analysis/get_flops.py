@@ -1,0 +1,144 @@
+"""Parameters and FLOPs of configs or named architectures, printed as one table.
+
+    python tools/analysis/get_flops.py pyconvresnet50 resnet50 --shape 224
+    python tools/analysis/get_flops.py configs/pyconvseg/ade20k.py --shape 512 512
+
+A MODEL is a config file (its ``model`` is built in the toolbox of its ``default_scope``) or an
+architecture name: ``pyconvresnet{18,34,50,101,152}``, ``pyconvhgresnet{50,101,152}`` or
+torchvision's ``resnet{18,34,50,101,152}``, each as an ImageNet classifier (backbone, global
+average pooling, 1000-class linear layer). No dataset is needed. FLOPs are multiply-adds counted
+by mmengine's analyzer (the convention OpenMMLab's model zoos report).
+"""
+import argparse
+import os
+import re
+import sys
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+ARCH_PATTERN = re.compile(r'^(pyconvresnet|pyconvhgresnet|resnet)(\d+)$')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Parameters and FLOPs of configs or architectures (no dataset needed).')
+    parser.add_argument('models', nargs='+', metavar='MODEL',
+                        help='a config file, or an arch such as pyconvresnet50 or resnet50')
+    parser.add_argument('--shape', type=int, nargs='+', default=[224],
+                        help='input size: H (square) or H W. Default: 224')
+    parser.add_argument('--num-classes', type=int, default=1000,
+                        help='classes of the linear head of an arch. Default: 1000')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides for config files, as in tools/train.py')
+    args = parser.parse_args(argv)
+    if len(args.shape) not in (1, 2) or min(args.shape) <= 0:
+        parser.error(f'--shape takes one or two positive ints, got {args.shape}')
+    return args
+
+
+def build_arch(name: str, num_classes: int) -> nn.Module:
+    """An ImageNet classifier for an architecture name."""
+    match = ARCH_PATTERN.match(name.lower())
+    if match is None:
+        raise ValueError(f'unknown model {name!r}: give a config file (.py) or an arch '
+                         'pyconvresnet<depth>, pyconvhgresnet<depth> or resnet<depth>')
+    family, depth = match.group(1), int(match.group(2))
+    if family == 'resnet':
+        import torchvision
+        builder = getattr(torchvision.models, f'resnet{depth}', None)
+        if builder is None:
+            raise ValueError(f'torchvision has no resnet{depth}')
+        return builder(num_classes=num_classes)
+    from mmpyconv.models import PyConvHGResNet, PyConvResNet
+    cls = PyConvResNet if family == 'pyconvresnet' else PyConvHGResNet
+    backbone = cls(depth=depth)
+    return nn.Sequential(
+        _FirstOutput(backbone), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(backbone.stage_channels[-1], num_classes))
+
+
+class _FirstOutput(nn.Module):
+    """Unwraps a backbone's one-element output tuple."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone(x)[-1]
+
+
+def build_config_model(path: str, cfg_options: Sequence[str]) -> nn.Module:
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import init_default_scope
+
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--o', nargs='+', action=DictAction)
+        cfg.merge_from_dict(parser.parse_args(['--o', *cfg_options]).o)
+    if 'model' not in cfg:
+        raise ValueError(f'{path} has no `model` to build')
+    scope = cfg.get('default_scope', 'mmpretrain')
+    init_default_scope(scope)
+    from mmengine.registry import MODELS
+    model_cfg = cfg.model
+    # A pretrained checkpoint is irrelevant to counting and may not exist here.
+    if isinstance(model_cfg.get('backbone'), dict):
+        model_cfg.backbone.pop('init_cfg', None)
+        model_cfg.backbone.pop('pretrained', None)
+    model_cfg.pop('pretrained', None)
+    return MODELS.build(model_cfg)
+
+
+def count(model: nn.Module, shape: Tuple[int, int]) -> Tuple[int, int]:
+    """(params, FLOPs) of one forward pass on a 1 x 3 x H x W input."""
+    from mmengine.analysis import FlopAnalyzer
+
+    model.eval()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, inputs=(torch.rand(1, 3, *shape), ))
+        # Norms, activations and additions are not counted, by the model zoos' convention.
+        flops = analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+    return sum(p.numel() for p in model.parameters()), int(flops)
+
+
+def format_table(rows: List[Tuple[str, str, int, int]]) -> str:
+    header = ('model', 'input', 'params', 'params (M)', 'FLOPs (G)')
+    cells = [header] + [(name, shape, f'{params:,}', f'{params / 1e6:.2f}', f'{flops / 1e9:.2f}')
+                        for name, shape, params, flops in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [' | '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, '-+-'.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    shape = (args.shape[0], args.shape[-1])
+    import mmpyconv  # noqa: F401  (registers the PyConv modules)
+
+    rows = []
+    for name in args.models:
+        if name.endswith('.py'):
+            if not os.path.isfile(name):
+                print(f'error: config file {name} does not exist', file=sys.stderr)
+                return 2
+            model = build_config_model(name, args.cfg_options)
+        else:
+            try:
+                model = build_arch(name, args.num_classes)
+            except ValueError as e:
+                print(f'error: {e}', file=sys.stderr)
+                return 2
+        params, flops = count(model, shape)
+        rows.append((name, f'3x{shape[0]}x{shape[1]}', params, flops))
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
