@@ -3,8 +3,8 @@
 #
 #   bash tools/install.sh
 #
-# Target environment: the active virtualenv ($VIRTUAL_ENV) if there is one, else the venv named by
-# $MMPYCONV_VENV (default: .venv in the repository root), created if missing.
+# Target environment: the virtualenv named by $MMPYCONV_VENV (default: .venv in the repository
+# root), created if missing. To install into your own venv: MMPYCONV_VENV="$VIRTUAL_ENV" bash ...
 # Idempotent: every step checks what is already there first. An existing torch is kept.
 #
 # The stack (see README): torch 2.14.1 + torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 with
@@ -33,11 +33,7 @@ die() {
 }
 trap 'die "the command on line $LINENO failed (exit $?); see its output above."' ERR
 
-if [[ -n "${VIRTUAL_ENV:-}" ]]; then
-    VENV="$VIRTUAL_ENV"
-else
-    VENV="${MMPYCONV_VENV:-$ROOT/.venv}"
-fi
+VENV="${MMPYCONV_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 if [[ ! -x "$PY" ]]; then
     step "creating virtualenv $VENV"
