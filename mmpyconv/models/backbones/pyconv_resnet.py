@@ -106,9 +106,8 @@ class PyConvBasicBlock(_PyConvBlock):
         self.out_channels = out_channels
         self.expansion = expansion
         mid_channels = _mid_channels(out_channels, expansion)
-        self.conv1 = build_conv_layer(
-            pyconv_cfg, in_channels, mid_channels, kernel_size=tuple(pyconv_kernels),
-            groups=tuple(pyconv_groups), stride=stride, dilation=dilation, bias=False)
+        self.conv1 = _build_pyconv(pyconv_cfg, in_channels, mid_channels, pyconv_kernels,
+                                   pyconv_groups, stride, dilation)
         self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
         self.conv2 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
         self.norm_names.append(self._add_norm(norm_cfg, out_channels, 2))
@@ -147,9 +146,8 @@ class PyConvBottleneck(_PyConvBlock):
         mid_channels = _mid_channels(out_channels, expansion)
         self.conv1 = build_conv_layer(conv_cfg, in_channels, mid_channels, 1, bias=False)
         self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
-        self.conv2 = build_conv_layer(
-            pyconv_cfg, mid_channels, mid_channels, kernel_size=tuple(pyconv_kernels),
-            groups=tuple(pyconv_groups), stride=stride, dilation=dilation, bias=False)
+        self.conv2 = _build_pyconv(pyconv_cfg, mid_channels, mid_channels, pyconv_kernels,
+                                   pyconv_groups, stride, dilation)
         self.norm_names.append(self._add_norm(norm_cfg, mid_channels, 2))
         self.conv3 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
         self.norm_names.append(self._add_norm(norm_cfg, out_channels, 3))
@@ -159,6 +157,20 @@ class PyConvBottleneck(_PyConvBlock):
         out = self.relu(norm1(self.conv1(x)))
         out = self.relu(norm2(self.conv2(out)))
         return norm3(self.conv3(out))
+
+
+def _build_pyconv(pyconv_cfg: ConfigType, in_channels: int, out_channels: int,
+                  kernels: Sequence[int], groups: Sequence[int], stride: int,
+                  dilation: int) -> nn.Module:
+    """A block's PyConv: the stage plan, no bias unless ``pyconv_cfg`` asks for one."""
+    for key in ('kernel_size', 'groups', 'stride', 'dilation'):
+        if key in pyconv_cfg:
+            raise ValueError(
+                f'pyconv_cfg sets {key!r}, which the backbone decides per stage: use the '
+                'backbone\'s pyconv_kernels / pyconv_groups / strides / dilations instead')
+    cfg = dict(kernel_size=tuple(kernels), groups=tuple(groups), bias=False)
+    cfg.update(pyconv_cfg)
+    return build_conv_layer(cfg, in_channels, out_channels, stride=stride, dilation=dilation)
 
 
 def _mid_channels(out_channels: int, expansion: int) -> int:
