@@ -363,3 +363,23 @@ def test_import_mmpyconv_imports_no_toolbox():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_core_works_without_mmcv_compiled_ops():
+    """mmcv-lite (mmcv without its compiled `_ext`) is enough for the operator and backbones."""
+    code = '''
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in ("mmcv._ext", "mmcv.ops") or name.startswith("mmcv.ops."):
+            raise ImportError(f"{name} blocked: simulating mmcv-lite")
+sys.meta_path.insert(0, Block())
+import torch, mmpyconv
+from mmpyconv.models import PyConvResNet
+out = PyConvResNet(depth=18).eval()(torch.rand(1, 3, 32, 32))
+assert out[0].shape == (1, 512, 1, 1)
+assert "mmcv._ext" not in sys.modules
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
