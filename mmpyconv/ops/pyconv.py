@@ -8,7 +8,9 @@ right at dilation 1).
 
 This module holds the operator (:class:`PyConv2d`), its plan (:class:`PyConvPlan`: validation,
 the paper's default width split) and a cost helper (:func:`pyconv_cost`) that reports parameters
-and FLOPs beside a plain ``k x k`` convolution.
+and FLOPs beside a plain ``k x k`` convolution. How a layer is computed (per level, as one masked
+dense conv, or by fused Triton kernels) is chosen in :mod:`mmpyconv.ops.pyconv_dispatch`; every
+implementation reads the same per-level parameters.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -16,6 +18,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.registry import MODELS
+
+from .pyconv_dense import pyconv2d_dense
+from .pyconv_dispatch import check_impl, load_triton_impl, resolve_impl, triton_unavailable_reason
 
 __all__ = ['PyConv2d', 'PyConvPlan', 'default_split', 'pyconv_cost', 'format_cost']
 
@@ -183,6 +188,12 @@ class PyConv2d(nn.Module):
         bias (bool): Whether each level has a bias. Default: False.
         level_channels (Sequence[int] | None): Explicit width of each level, adding up to
             ``out_channels``. Default: None.
+        impl (str): How the layer is computed: ``'reference'`` (one conv per level, then
+            concatenation), ``'dense'`` (one conv over the zero-masked dense weight assembled
+            from the level weights), ``'triton'`` (fused Triton kernels, CUDA) or ``'auto'``
+            (the process-wide default of :mod:`mmpyconv.ops.pyconv_dispatch`, by default a
+            choice by device, dtype and plan). All read the same parameters, so checkpoints do
+            not depend on it. Default: 'auto'.
 
     Example:
         >>> import torch
@@ -202,8 +213,10 @@ class PyConv2d(nn.Module):
                  dilation: IntOrPair = 1,
                  groups: Optional[IntOrSeq] = None,
                  bias: bool = False,
-                 level_channels: Optional[Sequence[int]] = None):
+                 level_channels: Optional[Sequence[int]] = None,
+                 impl: str = 'auto'):
         super().__init__()
+        check_impl(impl)
         if groups is None:
             paper_groups = (1, 4, 8, 16)
             n = 1 if isinstance(kernel_size, int) else len(kernel_size)
@@ -218,6 +231,7 @@ class PyConv2d(nn.Module):
                     f'dilation*(k-1)//2 = {[p[0] if p[0] == p[1] else p for p in expected]}; '
                     'leave padding=None')
         self.plan = plan
+        self.impl = impl
         self.in_channels = plan.in_channels
         self.out_channels = plan.out_channels
         self.levels = nn.ModuleList(
@@ -226,15 +240,26 @@ class PyConv2d(nn.Module):
             for i, (k, g, c) in enumerate(zip(plan.kernels, plan.groups, plan.level_channels)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.levels) == 1:
-            return self.levels[0](x)
-        return torch.cat([level(x) for level in self.levels], dim=1)
+        impl = resolve_impl(self.impl, self.plan, x)
+        if impl == 'reference':
+            if len(self.levels) == 1:
+                return self.levels[0](x)
+            return torch.cat([level(x) for level in self.levels], dim=1)
+        weights = [level.weight for level in self.levels]
+        biases = None if self.levels[0].bias is None else [level.bias for level in self.levels]
+        if impl == 'dense':
+            return pyconv2d_dense(x, self.plan, weights, biases)
+        reason = triton_unavailable_reason(x)
+        if reason is not None:
+            raise RuntimeError(f'PyConv2d(impl="triton"): {reason}')
+        return load_triton_impl().pyconv2d_triton(x, self.plan, weights, biases)
 
     def extra_repr(self) -> str:
         p = self.plan
+        impl = '' if self.impl == 'auto' else f', impl={self.impl!r}'
         return (f'{p.in_channels}, {p.out_channels}, kernels={list(p.kernels)}, '
                 f'groups={list(p.groups)}, level_channels={list(p.level_channels)}, '
-                f'stride={p.stride}, dilation={p.dilation}')
+                f'stride={p.stride}, dilation={p.dilation}{impl}')
 
 
 def _conv_cost(in_channels: int, out_channels: int, kernel: int, groups: int, bias: bool,
