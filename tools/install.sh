@@ -106,6 +106,7 @@ else
     # A wheel from $PIP_FIND_LINKS or our cache is only trusted after its ops run on this torch.
     cache_dir="torch-$TORCH_HAVE"
     mkdir -p "$WHEEL_CACHE/$cache_dir"
+    step "looking for a prebuilt mmcv $MMCV_VERSION wheel (pip says 'No matching distribution' if none)"
     if PIP_FIND_LINKS="${PIP_FIND_LINKS:-} $WHEEL_CACHE/$cache_dir" "${PIP[@]}" install --no-deps \
             --only-binary mmcv "mmcv==$MMCV_VERSION" && mmcv_ok; then
         step "mmcv $MMCV_VERSION installed from a prebuilt wheel"
