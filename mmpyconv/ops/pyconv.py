@@ -60,6 +60,17 @@ def _pair(value: IntOrPair, name: str) -> Tuple[int, int]:
     return pair
 
 
+def _padding_matches(padding, expected: List[Tuple[int, int]]) -> bool:
+    """Whether a given padding (int, (h, w), or one entry per level) is every level's own."""
+    if isinstance(padding, int):
+        return all(p == (padding, padding) for p in expected)
+    padding = tuple(padding)
+    per_level = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+    if per_level == expected:
+        return True
+    return len(padding) == 2 and all(p == padding for p in expected)
+
+
 @dataclass(frozen=True)
 class PyConvPlan:
     """The validated shape of a PyConv layer: one entry per pyramid level.
@@ -179,9 +190,10 @@ class PyConv2d(nn.Module):
         kernel_size (int | Sequence[int]): Odd kernel size of each level.
             Default: (3, 5, 7, 9).
         stride (int | tuple[int, int]): Stride of every level. Default: 1.
-        padding (int | tuple | None): Must be None (the default) or equal to every level's
-            'same' padding ``dilation * (k - 1) // 2``; accepted so that code written for a
-            plain conv can build a one-level PyConv.
+        padding (int | tuple | Sequence | None): Must be None (the default) or equal to the
+            levels' 'same' padding ``dilation * (k - 1) // 2`` (one int or pair for all levels,
+            or one entry per level); accepted so that code written for a plain conv (mmcv's
+            ConvModule passes it) can build a PyConv.
         dilation (int | tuple[int, int]): Dilation of every level. Default: 1.
         groups (int | Sequence[int] | None): Groups of each level (an int applies to all).
             Default: None, i.e. the paper's (1, 4, 8, 16) truncated to the number of levels.
@@ -225,7 +237,7 @@ class PyConv2d(nn.Module):
                                  stride, dilation)
         if padding is not None:
             expected = [plan.padding(i) for i in range(plan.num_levels)]
-            if any(_pair(padding, 'padding') != p for p in expected):
+            if not _padding_matches(padding, expected):
                 raise ValueError(
                     f'padding={padding!r} does not match the PyConv levels, which each pad by '
                     f'dilation*(k-1)//2 = {[p[0] if p[0] == p[1] else p for p in expected]}; '
@@ -234,6 +246,14 @@ class PyConv2d(nn.Module):
         self.impl = impl
         self.in_channels = plan.in_channels
         self.out_channels = plan.out_channels
+        # The attributes code written for nn.Conv2d reads (mmcv's ConvModule does), per level.
+        self.kernel_size = plan.kernels
+        self.groups = plan.groups
+        self.stride = plan.stride
+        self.dilation = plan.dilation
+        self.padding = tuple(plan.padding(i) for i in range(plan.num_levels))
+        self.transposed = False
+        self.output_padding = (0, 0)
         self.levels = nn.ModuleList(
             nn.Conv2d(plan.in_channels, c, k, stride=plan.stride, padding=plan.padding(i),
                       dilation=plan.dilation, groups=g, bias=bias)

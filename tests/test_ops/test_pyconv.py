@@ -107,6 +107,8 @@ def test_built_as_a_conv_layer():
     (dict(kernel_size=(3, 5), groups=(1, 0)), 'groups 0'),
     (dict(kernel_size=(3, 5), groups=(1, 4), level_channels=(16, 32)), 'add up to 48'),
     (dict(kernel_size=(3, 5), padding=1), 'padding=1 does not match'),
+    (dict(kernel_size=(3, 5), padding=(1, 1)), 'does not match'),
+    (dict(kernel_size=(3, 5), padding=(2, 1)), 'does not match'),
     (dict(kernel_size=(3, 5), stride=0), 'stride'),
     (dict(kernel_size=()), 'at least one level'),
 ])
@@ -125,6 +127,17 @@ def test_width_not_divisible_by_default_split():
 def test_default_split_beyond_four_levels_is_equal():
     assert default_split(60, 5) == [12] * 5
     assert default_split(64, 3) == [16, 16, 32]
+
+
+def test_inside_mmcv_conv_module():
+    from mmcv.cnn import ConvModule
+    # ConvModule passes kernel_size, stride, padding, dilation, groups, bias on to the conv.
+    m = ConvModule(32, 64, kernel_size=(3, 5, 7), stride=2, padding=(1, 2, 3), groups=(1, 4, 8),
+                   conv_cfg=dict(type='PyConv2d'), norm_cfg=dict(type='BN'))
+    assert isinstance(m.conv, PyConv2d) and m.kernel_size == (3, 5, 7)
+    assert m.groups == (1, 4, 8) and m.stride == (2, 2)
+    m.init_weights()
+    assert m(torch.randn(2, 32, 8, 8)).shape == (2, 64, 4, 4)
 
 
 def test_cost_matches_module_and_flop_counter():
