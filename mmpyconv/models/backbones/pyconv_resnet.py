@@ -23,6 +23,8 @@ from mmengine.model.weight_init import constant_init
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...checkpoint import original_layout_pre_hook
+
 __all__ = ['PyConvBasicBlock', 'PyConvBottleneck', 'PyConvResNet', 'PyConvHGResNet']
 
 ConfigType = Dict
@@ -277,6 +279,9 @@ class PyConvResNet(BaseModule):
                 dict(type='Constant', val=1, bias=0, layer=['_BatchNorm', 'GroupNorm'])
             ]
         super().__init__(init_cfg=init_cfg)
+        # The authors' checkpoints (conv2.conv2_{i} levels...) load as they are, through
+        # init_cfg=dict(type='Pretrained') or load_state_dict.
+        self.register_load_state_dict_pre_hook(original_layout_pre_hook)
 
         name = type(self).__name__
         if depth not in self.arch_settings:
@@ -410,7 +415,8 @@ class PyConvResNet(BaseModule):
 
     def init_weights(self) -> None:
         super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in ('Pretrained',
+                                                                              'PyConvPretrained'):
             return
         if self.zero_init_residual:
             for module in self.modules():

@@ -1,0 +1,13 @@
+# PyConvHGResNet-50 as an ImageNet-1k classifier: backbone -> global average pooling -> linear.
+custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='PyConvHGResNet', depth=50, out_indices=(3, )),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=2048,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5),
+    ))

@@ -1,0 +1,119 @@
+"""What the classification tool tests share: constants of the tiny setup, running the real tools
+(``sys.executable``, with timeouts, process groups killed on overrun), parsing mmengine logs and
+writing the tiny test config. Fixtures are in conftest.py.
+
+(A module of its own, not conftest.py, so that test modules can import it by a name no other
+test folder uses.)
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from typing import Dict, List, Optional, Sequence
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = os.path.join(ROOT, 'tools')
+HELPERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'helpers')
+TINY_CONFIG = os.path.join(ROOT, 'configs', 'pyconvresnet', 'pyconvresnet18_1xb32_shapes.py')
+CLASSES = ('circle', 'cross', 'ring', 'square', 'star', 'triangle')
+TRAIN_PER_CLASS, VAL_PER_CLASS, BATCH = 4, 3, 8
+ITERS_PER_EPOCH = len(CLASSES) * TRAIN_PER_CLASS // BATCH  # 3
+EPOCHS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run(args: Sequence[str], timeout: float = 240,
+        env: Optional[Dict[str, Optional[str]]] = None,
+        cwd: str = ROOT) -> subprocess.CompletedProcess:
+    """Run a command to completion; on timeout kill its whole process group and fail.
+
+    ``env`` adds to the environment; a value of None removes the variable.
+    """
+    full_env = dict(os.environ, PYTHONWARNINGS='ignore')
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    proc = subprocess.Popen(list(args), cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f'{" ".join(args)} ran over {timeout}s\n{out[-3000:]}\n{err[-3000:]}')
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def tool(name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return run([sys.executable, os.path.join(TOOLS, name), *args], **kwargs)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    """The combined output of a command that must have succeeded."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f'{" ".join(result.args)} failed:\n{output[-6000:]}'
+    return output
+
+
+def log_records(output: str, kind: str = 'train') -> List[Dict[str, float]]:
+    """The ``Epoch(train) [e][i/n] lr: ... loss: ...`` lines of an mmengine log, parsed."""
+    records = []
+    for line in output.splitlines():
+        match = re.search(rf'Epoch\({kind}\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]\s+(.*)$', line)
+        if match:
+            values = dict(re.findall(r'([\w/]+): (-?[\d.]+(?:e[-+]?\d+)?)', match.group(4)))
+            record = {k: float(v) for k, v in values.items()}
+            record.update(epoch=int(match.group(1)), step=int(match.group(2)))
+            records.append(record)
+    return records
+
+
+def write_config(path: str, data_root: str, extra: str = '') -> str:
+    """A test config: the tiny shapes config on ``data_root``, made small and deterministic.
+
+    Training uses no random augmentation and a seeded sampler, so that two runs of the same
+    iterations compute the same weights (the resume test relies on it); the learning rate drops
+    10x after epoch 1, so a scheduler that restarted would show.
+    """
+    text = textwrap.dedent(f'''\
+        _base_ = {TINY_CONFIG!r}
+        data_root = {data_root!r}
+        deterministic_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+        train_dataloader = dict(
+            batch_size={BATCH},
+            dataset=dict(data_root=data_root, pipeline=deterministic_pipeline),
+            sampler=dict(type='DefaultSampler', shuffle=True, seed=0))
+        val_dataloader = dict(batch_size=9, dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[1], gamma=0.1)]
+        optim_wrapper = dict(optimizer=dict(lr=0.02))
+        train_cfg = dict(max_epochs={EPOCHS}, val_interval=1)
+        default_hooks = dict(
+            logger=dict(type='LoggerHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=-1))
+        ''') + textwrap.dedent(extra)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def load_tool(relpath: str):
+    """A tool script as a module (to call its functions in this process)."""
+    import importlib.util
+    name = 'tool_' + relpath.replace('/', '_')[:-3]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,57 @@
+"""Test a checkpoint with the OpenMMLab toolbox its config names in ``default_scope``.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--tta]
+                         [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+
+Evaluates the config's test_dataloader with its test_evaluator and logs the metrics. Checkpoints
+saved by mmengine load under torch >= 2.6 (see mmpyconv.compat). A checkpoint that does not fit
+the config's model, a missing dataset folder or a misspelt config key stops the run before
+anything is written, with a message that says what to fix (exit status 2). Multi-process runs
+start from tools/dist_test.sh (torchrun) or tools/slurm_test.sh (srun).
+"""
+import argparse
+import os
+import sys
+
+import mmpyconv  # noqa: F401  (registers mmpyconv's modules; patches mmaction2's import)
+from mmpyconv.runner_utils import (DictAction, add_dump_results, apply_common_args, apply_tta,
+                                   build_runner, load_config, preflight, run_tool, setup_launcher)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a checkpoint (mmpretrain, mmdet, mmseg '
+                                     'or mmaction2 config; its default_scope decides).')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the test log goes. Default: '
+                        'work_dirs/<config name>')
+    parser.add_argument('--out', help='also dump the predictions to this .pkl file')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (the config\'s tta_model and tta_pipeline)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config entries, e.g. test_dataloader.batch_size=64')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='how the processes were started. Default: none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    apply_common_args(cfg, args.config, args.work_dir, args.launcher)
+    cfg.load_from = args.checkpoint
+    if args.tta:
+        apply_tta(cfg)
+    if args.out:
+        add_dump_results(cfg, args.out)
+    preflight(cfg, args.config, ['test_dataloader'], checkpoint=args.checkpoint)
+    setup_launcher(cfg, args.launcher)
+    build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    sys.exit(run_tool(main))
