@@ -1,0 +1,294 @@
+"""The seg configs through the real tools: train, test (single scale, --tta), demo, 2 processes.
+
+Everything runs as subprocesses with timeouts on a tiny ADE20K-format dataset written by
+tools/data/make_tiny_ade20k.py (64x64 scenes). The model is configs/pyconvseg/ade20k.py made
+small with --cfg-options (PyConvResNet-18 at half width, narrow heads, no ImageNet weights); a
+test config adapts the pipelines to 64x64 images, as a user would for a dataset of small images.
+"""
+import importlib.util
+import os
+import os.path as osp
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from typing import List, Optional, Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(REPO, 'tools')
+CONFIG = osp.join(REPO, 'configs', 'pyconvseg', 'ade20k.py')
+# The classification side's launch-test hook: every rank dumps its weights after training.
+LAUNCH_HELPERS = osp.join(REPO, 'tests', 'test_tools', 'helpers')
+ITERS = 120
+SMALL_MODEL = [
+    'model.backbone.init_cfg=None', 'model.backbone.depth=18',
+    'model.backbone.stem_channels=32', 'model.backbone.base_channels=32',
+    'model.backbone.pyconv_groups=((1,2,4,8),(1,2,4),(1,2),(1,))',
+    'model.decode_head.in_channels=256', 'model.decode_head.local_channels=64',
+    'model.decode_head.global_channels=64', 'model.decode_head.channels=32',
+    'model.auxiliary_head.in_channels=128', 'model.auxiliary_head.channels=32'
+]
+# Without an accelerator the processes of a distributed run use gloo, which SyncBN cannot use.
+PLAIN_BN = [f'model.{part}.norm_cfg.type=BN'
+            for part in ('backbone', 'decode_head', 'auxiliary_head')]
+
+
+def run(args: Sequence[str], timeout: float = 300, env: Optional[dict] = None,
+        cwd: str = REPO) -> subprocess.CompletedProcess:
+    """Run to completion, one thread per process; on timeout kill the process group and fail."""
+    full_env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
+    full_env.update(env or {})
+    proc = subprocess.Popen(list(args), cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f'{" ".join(args)} ran over {timeout}s\n{out[-3000:]}\n{err[-3000:]}')
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def tool(name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return run([sys.executable, osp.join(TOOLS, name), *args], **kwargs)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f'{" ".join(result.args)} failed:\n{output[-6000:]}'
+    return output
+
+
+def metrics(output: str, key: str = 'mIoU') -> List[float]:
+    return [float(v) for v in re.findall(rf'\b{key}: (\d+\.\d+)', output)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp('seg') / 'tiny_ade20k')
+    ok(tool('data/make_tiny_ade20k.py', root, '--num-train', '160', '--num-val', '24',
+            timeout=120))
+    return root
+
+
+def write_tiny_config(path: str, data_root: str) -> str:
+    text = textwrap.dedent(f'''\
+        _base_ = {CONFIG!r}
+        data_root = {data_root!r}
+        crop_size = (64, 64)
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='CheckSegMap'),
+            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='RandomResize', scale=(64, 64), ratio_range=(0.75, 1.5), keep_ratio=True),
+            dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackSegInputs'),
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='CheckSegMap'),
+            dict(type='Resize', scale=(64, 64), keep_ratio=True),
+            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='PackSegInputs'),
+        ]
+        tta_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='CheckSegMap'),
+            dict(type='TestTimeAug', transforms=[
+                [dict(type='Resize', scale=(s, s), keep_ratio=True) for s in (48, 64, 80)],
+                [dict(type='RandomFlip', prob=0., direction='horizontal'),
+                 dict(type='RandomFlip', prob=1., direction='horizontal')],
+                [dict(type='LoadAnnotations', reduce_zero_label=True)],
+                [dict(type='PackSegInputs')],
+            ]),
+        ]
+        loader = dict(num_workers=0, persistent_workers=False)
+        train_dataloader = dict(batch_size=4, **loader,
+                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
+        val_dataloader = dict(**loader, dataset=dict(data_root=data_root,
+                                                     pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        model = dict(data_preprocessor=dict(size=crop_size),
+                     test_cfg=dict(_delete_=True, mode='whole'))
+        ''')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tmp_path_factory, data_root) -> str:
+    return write_tiny_config(str(tmp_path_factory.mktemp('seg_cfg') / 'tiny_seg.py'), data_root)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, tiny_config):
+    """One short training run: the checkpoint and the log that several tests read."""
+    work_dir = str(tmp_path_factory.mktemp('seg_train'))
+    output = ok(tool(
+        'train.py', tiny_config, '--work-dir', work_dir, '--cfg-options', *SMALL_MODEL,
+        f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
+        f'param_scheduler.0.end={ITERS}', f'default_hooks.checkpoint.interval={ITERS}',
+        'default_hooks.logger.interval=20', 'randomness.seed=0', timeout=420))
+    checkpoint = osp.join(work_dir, f'iter_{ITERS}.pth')
+    assert osp.isfile(checkpoint)
+    return dict(work_dir=work_dir, output=output, checkpoint=checkpoint)
+
+
+def chance_miou(data_root: str) -> float:
+    """mIoU (%) of predicting the most frequent class everywhere, on the validation masks."""
+    counts = {}
+    folder = osp.join(data_root, 'annotations', 'validation')
+    for name in os.listdir(folder):
+        ids, n = np.unique(np.asarray(Image.open(osp.join(folder, name))), return_counts=True)
+        for i, c in zip(ids, n):
+            if i:  # 0 is ignored
+                counts[i] = counts.get(i, 0) + c
+    return 100.0 * max(counts.values()) / sum(counts.values()) / len(counts)
+
+
+def test_training_learns_the_tiny_dataset(trained, data_root):
+    losses = [float(v) for v in re.findall(r'Iter\(train\).*?\bloss: (\d+\.\d+)',
+                                           trained['output'])]
+    assert len(losses) == ITERS // 20 and losses[-1] < 0.5 * losses[0]
+    (miou, ) = metrics(trained['output'])
+    chance = chance_miou(data_root)
+    assert chance < 15
+    assert miou > max(35.0, 3 * chance), (miou, chance)
+
+
+def test_test_tool_single_scale_and_tta(trained, tiny_config, tmp_path):
+    common = ['--cfg-options', *SMALL_MODEL]
+    single = ok(tool('test.py', tiny_config, trained['checkpoint'], '--work-dir',
+                     str(tmp_path / 'ss'), *common, timeout=240))
+    (ss, ) = metrics(single)
+    (at_training, ) = metrics(trained['output'])
+    assert ss == pytest.approx(at_training, abs=0.011)  # the same weights, data and pipeline
+    tta = ok(tool('test.py', tiny_config, trained['checkpoint'], '--tta', '--work-dir',
+                  str(tmp_path / 'tta'), *common, timeout=240))
+    (ms, ) = metrics(tta)
+    assert ms > 35.0
+    # 3 scales x 2 flips averaged: not the single-scale result.
+    assert metrics(tta, 'aAcc') + metrics(tta, 'mAcc') != metrics(single, 'aAcc') + metrics(
+        single, 'mAcc')
+
+
+def test_demo_writes_a_class_overlay(trained, tiny_config, data_root, tmp_path):
+    image = osp.join(data_root, 'images', 'validation', 'tiny_val_00000.jpg')
+    out = str(tmp_path / 'overlay.png')
+    output = ok(tool('demo/seg_demo.py', image, tiny_config, trained['checkpoint'], '--out',
+                     out, '--cfg-options', *SMALL_MODEL, timeout=180))
+    assert f'wrote {out}' in output and 'sky' in output
+    from mmseg.datasets import ADE20KDataset
+    palette = np.asarray(ADE20KDataset.METAINFO['palette'], np.float64)
+    src = np.asarray(Image.open(image).convert('RGB'), np.float64)
+    overlay = np.asarray(Image.open(out).convert('RGB'), np.float64)
+    assert overlay.shape == src.shape
+    # overlay = (image + colour of the predicted class) / 2: recover the colours ...
+    colour = 2 * overlay - src
+    dist = np.abs(colour[:, :, None, :] - palette[None, None]).max(-1)
+    nearest, gap = dist.argmin(-1), dist.min(-1)
+    assert np.mean(gap < 8) > 0.95  # ... nearly all pixels carry a class colour
+    gt = np.asarray(Image.open(image.replace('images', 'annotations').replace('.jpg', '.png')))
+    sky = gt == 3  # ADE20K id 3 -> class 2
+    assert sky.any() and np.mean(nearest[sky] == 2) > 0.8
+
+
+def test_real_config_trains_with_only_the_data_root_changed(data_root, tmp_path):
+    """configs/pyconvseg/ade20k.py as it is (473 crops, rotation, sliding windows on a 512 long
+    side), made small and short, on an ADE20K-format folder."""
+    roots = [f'{loader}.dataset.data_root={data_root}' for loader in
+             ('train_dataloader', 'val_dataloader')]
+    output = ok(tool(
+        'train.py', CONFIG, '--work-dir', str(tmp_path / 'work'), '--cfg-options', *roots,
+        *SMALL_MODEL, 'train_dataloader.batch_size=1', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False', 'val_dataloader.dataset.indices=1',
+        'train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'param_scheduler.0.end=1',
+        timeout=300))
+    assert re.search(r'Iter\(train\) \[1/1\]', output) or 'Saving checkpoint at 1 iter' in output
+    assert len(metrics(output)) == 1
+    assert osp.isfile(str(tmp_path / 'work' / 'iter_1.pth'))
+
+
+def test_two_gloo_processes_train_the_seg_config(tiny_config, tmp_path):
+    """tools/dist_train.sh with two CPU processes; both ranks end with the same weights."""
+    import torch
+    config = tmp_path / 'dist_seg.py'
+    config.write_text(textwrap.dedent(f'''\
+        _base_ = {tiny_config!r}
+        custom_imports = dict(imports=['mmpyconv', 'mmpyconv.models.decode_heads',
+                                       'mmpyconv.datasets.seg_transforms', 'rank_weights_hook'],
+                              allow_failed_imports=False)
+        custom_hooks = [dict(type='DumpRankWeightsHook')]
+        '''))
+    work_dir = tmp_path / 'work'
+    pythonpath = os.pathsep.join(p for p in (LAUNCH_HELPERS, os.environ.get('PYTHONPATH')) if p)
+    output = ok(run(
+        ['bash', osp.join(TOOLS, 'dist_train.sh'), str(config), '2', '--work-dir',
+         str(work_dir), '--cfg-options', *SMALL_MODEL, *PLAIN_BN, 'train_cfg.max_iters=2',
+         'param_scheduler.0.end=2', 'default_hooks.checkpoint.interval=2', 'val_cfg=None',
+         'val_dataloader=None', 'val_evaluator=None', 'default_hooks.logger.interval=1'],
+        env=dict(PYTHON=sys.executable, PORT=str(free_port()), PYTHONPATH=pythonpath),
+        timeout=300))
+    dumps = [torch.load(work_dir / f'rank{r}_weights.pth', weights_only=True) for r in (0, 1)]
+    for rank, dump in enumerate(dumps):
+        assert (dump['rank'], dump['world_size'], dump['iter']) == (rank, 2, 2)
+        assert dump['wrapper'] == 'MMDistributedDataParallel'
+    params = [d['params'] for d in dumps]
+    assert params[0].keys() == params[1].keys()
+    assert any(k.startswith('decode_head.global_context') for k in params[0])
+    for name, value in params[0].items():
+        torch.testing.assert_close(params[1][name], value, rtol=0, atol=0)
+    moved = [n for n, v in params[0].items() if not torch.equal(v, dumps[0]['initial'][n])]
+    assert len(moved) == len(params[0])
+    assert 'Iter(train) [2/2]' in output
+
+
+def test_missing_mask_stops_testing_with_a_clear_error(trained, data_root, tiny_config,
+                                                       tmp_path):
+    root = str(tmp_path / 'data')
+    shutil.copytree(data_root, root)
+    os.remove(osp.join(root, 'annotations', 'validation', 'tiny_val_00003.png'))
+    result = tool('test.py', tiny_config, trained['checkpoint'], '--work-dir',
+                  str(tmp_path / 'work'), '--cfg-options', *SMALL_MODEL,
+                  f'test_dataloader.dataset.data_root={root}', timeout=240)
+    assert result.returncode != 0
+    assert 'tiny_val_00003.jpg has no segmentation mask: expected' in result.stderr
+
+
+def test_checkpoint_of_another_class_count_is_refused(trained, tiny_config, data_root,
+                                                      tmp_path):
+    other = [*SMALL_MODEL, 'model.decode_head.num_classes=19',
+             'model.auxiliary_head.num_classes=19']
+    result = tool('test.py', tiny_config, trained['checkpoint'], '--work-dir',
+                  str(tmp_path / 'work'), '--cfg-options', *other, timeout=240)
+    assert result.returncode == 2
+    assert 'decode_head.conv_seg.weight: checkpoint (150, 32, 1, 1), model (19, 32, 1, 1)' \
+        in result.stderr
+    assert not (tmp_path / 'work').exists()
+
+    spec = importlib.util.spec_from_file_location('seg_demo', osp.join(TOOLS, 'demo',
+                                                                        'seg_demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    image = osp.join(data_root, 'images', 'validation', 'tiny_val_00000.jpg')
+    out = tmp_path / 'overlay.png'
+    with pytest.raises(demo.UsageError, match=r'does not fit the model.*conv_seg'):
+        demo.main([image, tiny_config, trained['checkpoint'], '--out', str(out),
+                   '--cfg-options', *other])
+    assert not out.exists()
