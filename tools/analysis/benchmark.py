@@ -25,7 +25,7 @@ A case that fails (unavailable Triton, out of memory) prints its error in the ta
 goes on. On CPU, peak memory is not measured.
 
 On a GPU machine without OpenMMLab packages, mmengine and mmcv-lite (pure Python) are enough to
-import mmpyconv; see docs/speed_readme_section.md for the one-command recipe.
+import mmpyconv; see docs/speed.md for the one-command recipe.
 """
 import argparse
 import contextlib
