@@ -40,7 +40,7 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 __all__ = [
     'OriginalCheckpointError', 'extract_state_dict', 'is_original_layout', 'remap_original_keys',
     'original_layout_pre_hook', 'infer_original_arch', 'convert_original_classifier',
-    'PyConvPretrainedInit'
+    'PyConvPretrainedInit', 'fit_problems'
 ]
 
 _LEVEL = re.compile(r'^(?P<pyconv>.+)\.conv2_(?P<level>\d+)\.(?P<param>[^.]+)$')
@@ -234,6 +234,20 @@ def _examples(items: List[str], limit: int = 6) -> str:
     return shown + (f', ... ({len(items)} in all)' if len(items) > limit else '')
 
 
+def fit_problems(unexpected: List[str], missing: List[str], mismatched: List[str]) -> List[str]:
+    """One sentence per kind of misfit between a checkpoint and a model, with examples."""
+    problems = []
+    if unexpected:
+        problems.append(f'{len(unexpected)} tensors with no place in the model: '
+                        f'{_examples(unexpected)}')
+    if missing:
+        problems.append(f'{len(missing)} model tensors missing from the checkpoint: '
+                        f'{_examples(missing)}')
+    if mismatched:
+        problems.append(f'{len(mismatched)} tensors of another shape: {_examples(mismatched)}')
+    return problems
+
+
 def convert_original_classifier(
         state_dict: Mapping[str, torch.Tensor],
         family: Optional[str] = None,
@@ -283,15 +297,7 @@ def convert_original_classifier(
         f'{tuple(shape)}' for k, shape in targets.items()
         if k in source and source[k].shape != shape
     ]
-    problems = []
-    if unexpected:
-        problems.append(f'{len(unexpected)} tensors with no place in the network: '
-                        f'{_examples(unexpected)}')
-    if missing:
-        problems.append(f'{len(missing)} tensors of the network missing from the checkpoint: '
-                        f'{_examples(missing)}')
-    if mismatched:
-        problems.append(f'{len(mismatched)} tensors of another shape: {_examples(mismatched)}')
+    problems = fit_problems(unexpected, missing, mismatched)
     if problems:
         raise OriginalCheckpointError(
             f'the checkpoint does not fit {arch["family"]}-{arch["depth"]} '

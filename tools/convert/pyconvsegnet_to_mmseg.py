@@ -37,7 +37,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 import mmpyconv  # noqa: F401  (registers the backbones)
-from mmpyconv.checkpoint import (OriginalCheckpointError, extract_state_dict,
+from mmpyconv.checkpoint import (OriginalCheckpointError, extract_state_dict, fit_problems,
                                  infer_original_arch, remap_original_keys)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -172,11 +172,6 @@ def build_target(config: str, num_classes: int):
     return model, metainfo
 
 
-def _examples(items: List[str], limit: int = 6) -> str:
-    return ', '.join(items[:limit]) + (f', ... ({len(items)} in all)' if len(items) > limit
-                                       else '')
-
-
 def convert(state_dict: Mapping[str, torch.Tensor],
             targets: Mapping[str, torch.Size]) -> 'OrderedDict[str, torch.Tensor]':
     """The original state dict under the target model's names, checked against its shapes.
@@ -197,15 +192,7 @@ def convert(state_dict: Mapping[str, torch.Tensor],
     missing = [k for k in targets if k not in source and not k.endswith('num_batches_tracked')]
     mismatched = [f'{k}: checkpoint {tuple(source[k].shape)}, model {tuple(shape)}'
                   for k, shape in targets.items() if k in source and source[k].shape != shape]
-    problems = []
-    if unexpected:
-        problems.append(f'{len(unexpected)} tensors with no place in the model: '
-                        f'{_examples(unexpected)}')
-    if missing:
-        problems.append(f'{len(missing)} model tensors missing from the checkpoint: '
-                        f'{_examples(missing)}')
-    if mismatched:
-        problems.append(f'{len(mismatched)} tensors of another shape: {_examples(mismatched)}')
+    problems = fit_problems(unexpected, missing, mismatched)
     if problems:
         raise ConversionError('the checkpoint does not fit the model: ' + '; '.join(problems))
     # BatchNorm counters are absent from checkpoints of some BN implementations (apex SyncBN).
