@@ -10,8 +10,6 @@ import os
 import os.path as osp
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +18,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pytest
 from PIL import Image
+
+import tool_harness as harness
+from tool_harness import free_port, ok
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
@@ -39,38 +40,17 @@ SMALL_MODEL = [
 
 def run(args: Sequence[str], timeout: float = 300, env: Optional[dict] = None,
         cwd: str = REPO) -> subprocess.CompletedProcess:
-    """Run to completion, one thread per process; on timeout kill the process group and fail."""
-    full_env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
-    full_env.update(env or {})
-    proc = subprocess.Popen(list(args), cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f'{" ".join(args)} ran over {timeout}s\n{out[-3000:]}\n{err[-3000:]}')
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+    """tool_harness.run with one thread per process (the seg runs are timed for that)."""
+    return harness.run(args, timeout=timeout, env=dict({'OMP_NUM_THREADS': '1'}, **(env or {})),
+                       cwd=cwd)
 
 
 def tool(name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return run([sys.executable, osp.join(TOOLS, name), *args], **kwargs)
 
 
-def ok(result: subprocess.CompletedProcess) -> str:
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f'{" ".join(result.args)} failed:\n{output[-6000:]}'
-    return output
-
-
 def metrics(output: str, key: str = 'mIoU') -> List[float]:
     return [float(v) for v in re.findall(rf'\b{key}: (\d+\.\d+)', output)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')

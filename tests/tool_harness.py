@@ -16,9 +16,9 @@ from typing import Dict, List, Optional, Sequence
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, 'tools')
-HELPERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'helpers')
+HELPERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'test_tools', 'helpers')
 TINY_CONFIG = os.path.join(ROOT, 'configs', 'pyconvresnet', 'pyconvresnet18_1xb32_shapes.py')
 CLASSES = ('circle', 'cross', 'ring', 'square', 'star', 'triangle')
 TRAIN_PER_CLASS, VAL_PER_CLASS, BATCH = 4, 3, 8
