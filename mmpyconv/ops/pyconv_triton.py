@@ -51,6 +51,22 @@ _PARTIAL_NUMEL = 1 << 24
 
 
 @triton.jit
+def _load_tile(tiles_ptr, tile):
+    """A work tile's record: (level, first output channel, input span start, input span end)."""
+    rec = tiles_ptr + tile * 4
+    return tl.load(rec), tl.load(rec + 1), tl.load(rec + 2), tl.load(rec + 3)
+
+
+@triton.jit
+def _load_level(levels_ptr, lvl):
+    """A level's record: (kernel, pad h, pad w, out channels, out channels per group, in
+    channels per group, first output channel in the concatenation, offset in the weights)."""
+    rec = levels_ptr + lvl * 8
+    return (tl.load(rec), tl.load(rec + 1), tl.load(rec + 2), tl.load(rec + 3),
+            tl.load(rec + 4), tl.load(rec + 5), tl.load(rec + 6), tl.load(rec + 7))
+
+
+@triton.jit
 def _fwd_kernel(x_ptr, w_ptr, b_ptr, out_ptr, levels_ptr, tiles_ptr, M, H, W, OH, OW, sxn, sxc,
                 sxh, sxw, son, soc, soh, sow, SH: tl.constexpr, SW: tl.constexpr,
                 DH: tl.constexpr, DW: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -59,19 +75,8 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, out_ptr, levels_ptr, tiles_ptr, M, H, W, OH
     tile = tl.program_id(0)
     pid_m = tl.program_id(1)
     # tile: (level, first output channel within the level, input channel span of its groups)
-    lvl = tl.load(tiles_ptr + tile * 4)
-    co0 = tl.load(tiles_ptr + tile * 4 + 1)
-    ci_lo = tl.load(tiles_ptr + tile * 4 + 2)
-    ci_hi = tl.load(tiles_ptr + tile * 4 + 3)
-    lp = levels_ptr + lvl * 8
-    k = tl.load(lp)
-    ph = tl.load(lp + 1)
-    pw = tl.load(lp + 2)
-    c = tl.load(lp + 3)
-    cg = tl.load(lp + 4)
-    cing = tl.load(lp + 5)
-    co_off = tl.load(lp + 6)
-    w_off = tl.load(lp + 7)
+    lvl, co0, ci_lo, ci_hi = _load_tile(tiles_ptr, tile)
+    k, ph, pw, c, cg, cing, co_off, w_off = _load_level(levels_ptr, lvl)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = offs_m < M
@@ -148,15 +153,7 @@ def _bwd_input_kernel(dy_ptr, w_ptr, dx_ptr, levels_ptr, spans_ptr, M, C, H, W, 
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for lvl in range(0, NUM_LEVELS):
-        lp = levels_ptr + lvl * 8
-        k = tl.load(lp)
-        ph = tl.load(lp + 1)
-        pw = tl.load(lp + 2)
-        c = tl.load(lp + 3)
-        cg = tl.load(lp + 4)
-        cing = tl.load(lp + 5)
-        co_off = tl.load(lp + 6)
-        w_off = tl.load(lp + 7)
+        k, ph, pw, c, cg, cing, co_off, w_off = _load_level(levels_ptr, lvl)
         # output channels of this level that read the tile's input channels
         co_lo = tl.load(spans_ptr + (pid_c * NUM_LEVELS + lvl) * 2)
         co_hi = tl.load(spans_ptr + (pid_c * NUM_LEVELS + lvl) * 2 + 1)
@@ -195,19 +192,8 @@ def _bwd_weight_kernel(x_ptr, dy_ptr, part_ptr, levels_ptr, tiles_ptr, M, H, W, 
     tile = tl.program_id(0)
     split = tl.program_id(1)
     # tile: (level, first output channel, first input channel, end of the input span)
-    lvl = tl.load(tiles_ptr + tile * 4)
-    co0 = tl.load(tiles_ptr + tile * 4 + 1)
-    ci0 = tl.load(tiles_ptr + tile * 4 + 2)
-    ci_hi = tl.load(tiles_ptr + tile * 4 + 3)
-    lp = levels_ptr + lvl * 8
-    k = tl.load(lp)
-    ph = tl.load(lp + 1)
-    pw = tl.load(lp + 2)
-    c = tl.load(lp + 3)
-    cg = tl.load(lp + 4)
-    cing = tl.load(lp + 5)
-    co_off = tl.load(lp + 6)
-    w_off = tl.load(lp + 7)
+    lvl, co0, ci0, ci_hi = _load_tile(tiles_ptr, tile)
+    k, ph, pw, c, cg, cing, co_off, w_off = _load_level(levels_ptr, lvl)
 
     offs_co = co0 + tl.arange(0, BLOCK_CO)
     co_ok = offs_co < c
