@@ -14,8 +14,10 @@ here imports one directly. Two kinds of helpers:
 
 Importing this module imports mmengine's runner (heavy), so ``import mmpyconv`` does not.
 """
+import argparse
 import difflib
 import inspect
+import os
 import os.path as osp
 import re
 import sys
@@ -29,7 +31,8 @@ from .compat import (accelerator_available, allow_mmengine_checkpoints, cpu_ddp_
                      init_cpu_process_group)
 
 __all__ = [
-    'UsageError', 'DictAction', 'load_config', 'apply_common_args', 'preflight',
+    'UsageError', 'DictAction', 'add_launch_args', 'parse_launch_args', 'load_config',
+    'apply_common_args', 'preflight',
     'setup_launcher', 'build_runner', 'build_model', 'check_checkpoint', 'resume_checkpoint',
     'run_tool', 'apply_tta', 'add_dump_results', 'TOOLBOX_SCOPES'
 ]
@@ -90,6 +93,24 @@ def _misspelling_of(word: str, known: Iterable[str]) -> Optional[str]:
 
 
 # ---------------------------------------------------------------------------- config + args
+
+
+def add_launch_args(parser: argparse.ArgumentParser, cfg_example: str) -> None:
+    """The arguments every tool shares: ``--cfg-options``, ``--launcher``, ``--local-rank``."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help=f'override config entries, e.g. {cfg_example}')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='how the processes were started. Default: none')
+    # torch.distributed.launch passes --local-rank (older: --local_rank) to every process.
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, and export the local rank as mmengine reads it (``LOCAL_RANK``)."""
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(path: str, cfg_options: Optional[Dict[str, Any]] = None) -> Config:

@@ -10,12 +10,12 @@ anything is written, with a message that says what to fix (exit status 2). Multi
 start from tools/dist_test.sh (torchrun) or tools/slurm_test.sh (srun).
 """
 import argparse
-import os
 import sys
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules; patches mmaction2's import)
-from mmpyconv.runner_utils import (DictAction, add_dump_results, apply_common_args, apply_tta,
-                                   build_runner, load_config, preflight, run_tool, setup_launcher)
+from mmpyconv.runner_utils import (add_dump_results, add_launch_args, apply_common_args, apply_tta,
+                                   build_runner, load_config, parse_launch_args, preflight,
+                                   run_tool, setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,15 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', help='also dump the predictions to this .pkl file')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (the config\'s tta_model and tta_pipeline)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config entries, e.g. test_dataloader.batch_size=64')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='how the processes were started. Default: none')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launch_args(parser, 'test_dataloader.batch_size=64')
+    return parse_launch_args(parser, argv)
 
 
 def main(argv=None) -> None:

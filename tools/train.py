@@ -11,12 +11,11 @@ run with a message that says what to fix (exit status 2). Multi-process runs sta
 tools/dist_train.sh (torchrun) or tools/slurm_train.sh (srun), on GPUs or, with gloo, on CPUs.
 """
 import argparse
-import os
 import sys
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules; patches mmaction2's import)
-from mmpyconv.runner_utils import (DictAction, apply_common_args, build_runner, load_config,
-                                   preflight, run_tool, setup_launcher)
+from mmpyconv.runner_utils import (add_launch_args, apply_common_args, build_runner, load_config,
+                                   parse_launch_args, preflight, run_tool, setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,17 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate linearly with the actual total batch '
                         'size, from the config\'s auto_scale_lr.base_batch_size')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config entries, e.g. train_cfg.max_epochs=10 '
-                        'model.backbone.depth=101')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='how the processes were started. Default: none')
-    # torch.distributed.launch passes --local-rank (older: --local_rank) to every process.
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launch_args(parser, 'train_cfg.max_epochs=10 model.backbone.depth=101')
+    return parse_launch_args(parser, argv)
 
 
 def main(argv=None) -> None:
