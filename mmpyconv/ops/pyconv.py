@@ -8,9 +8,9 @@ right at dilation 1).
 
 This module holds the operator (:class:`PyConv2d`), its plan (:class:`PyConvPlan`: validation,
 the paper's default width split) and a cost helper (:func:`pyconv_cost`) that reports parameters
-and FLOPs beside a plain ``k x k`` convolution. How a layer is computed (per level, as one masked
-dense conv, or by fused Triton kernels) is chosen in :mod:`mmpyconv.ops.pyconv_dispatch`; every
-implementation reads the same per-level parameters.
+and FLOPs beside a plain ``k x k`` convolution. How a layer is computed (per level, per level
+with depthwise rewrites, as one masked dense conv, or by fused Triton kernels) is chosen in
+:mod:`mmpyconv.ops.pyconv_dispatch`; every implementation reads the same per-level parameters.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -20,6 +20,7 @@ import torch.nn as nn
 from mmengine.registry import MODELS
 
 from .pyconv_dense import pyconv2d_dense
+from .pyconv_depthwise import pyconv2d_depthwise
 from .pyconv_dispatch import check_impl, load_triton_impl, resolve_impl, triton_unavailable_reason
 
 __all__ = ['PyConv2d', 'PyConvPlan', 'default_split', 'pyconv_cost', 'format_cost']
@@ -202,10 +203,12 @@ class PyConv2d(nn.Module):
             ``out_channels``. Default: None.
         impl (str): How the layer is computed: ``'reference'`` (one conv per level, then
             concatenation), ``'dense'`` (one conv over the zero-masked dense weight assembled
-            from the level weights), ``'triton'`` (fused Triton kernels, CUDA) or ``'auto'``
-            (the process-wide default of :mod:`mmpyconv.ops.pyconv_dispatch`, by default a
-            choice by device, dtype and plan). All read the same parameters, so checkpoints do
-            not depend on it. Default: 'auto'.
+            from the level weights), ``'depthwise'`` (per level, one-output-per-group levels as
+            a depthwise conv plus a sum, channels_last inside on the CPU), ``'triton'`` (fused
+            Triton kernels, CUDA) or ``'auto'`` (the process-wide default of
+            :mod:`mmpyconv.ops.pyconv_dispatch`, by default a choice by device, dtype and
+            plan). All read the same parameters, so checkpoints do not depend on it.
+            Default: 'auto'.
 
     Example:
         >>> import torch
@@ -269,6 +272,8 @@ class PyConv2d(nn.Module):
         biases = None if self.levels[0].bias is None else [level.bias for level in self.levels]
         if impl == 'dense':
             return pyconv2d_dense(x, self.plan, weights, biases)
+        if impl == 'depthwise':
+            return pyconv2d_depthwise(x, self.plan, weights, biases)
         reason = triton_unavailable_reason(x)
         if reason is not None:
             raise RuntimeError(f'PyConv2d(impl="triton"): {reason}')

@@ -6,6 +6,9 @@ Implementations (all read the same per-level parameters, so checkpoints are inte
 * ``'dense'`` -- the level weights zero-padded to the largest kernel and expanded from grouped
   to block-diagonal dense form, assembled on the fly; one dense conv computes every level
   (:mod:`mmpyconv.ops.pyconv_dense`). Pure PyTorch, runs wherever convs run.
+* ``'depthwise'`` -- per level like the reference, but levels with one output channel per group
+  run as a depthwise conv plus a sum, and on the CPU grouped levels run in channels_last
+  (:mod:`mmpyconv.ops.pyconv_depthwise`). Pure PyTorch; the fastest form on CPUs.
 * ``'triton'`` -- fused Triton kernels: every level in one launch, the concatenated output
   written in place (:mod:`mmpyconv.ops.pyconv_triton`). CUDA tensors, or CPU tensors under
   ``TRITON_INTERPRET=1`` (Triton's interpreter; for tests).
@@ -30,7 +33,7 @@ __all__ = [
     'triton_unavailable_reason', 'load_triton_impl'
 ]
 
-IMPLS = ('auto', 'reference', 'dense', 'triton')
+IMPLS = ('auto', 'reference', 'dense', 'depthwise', 'triton')
 ENV_VAR = 'MMPYCONV_PYCONV_IMPL'
 
 # 'auto' on CUDA uses the masked dense form while it costs at most this many times the
@@ -94,10 +97,13 @@ def dense_flop_ratio(plan) -> float:
 def choose_impl(plan, x: torch.Tensor) -> str:
     """The automatic rule: which implementation ``'auto'`` runs for this plan and input.
 
-    * not CUDA (CPU and others): ``'reference'``. On a 2-core CPU the dense form gained 8% on
-      PyConvResNet-50 inference, on one core it ran at half the reference's speed (training
-      and inference): CPU convs are bound by arithmetic, which the masked zeros multiply.
-    * one level, or a dtype other than fp16/bf16/fp32: ``'reference'`` (one conv already).
+    * one level without groups, or a dtype other than fp16/bf16/fp32: ``'reference'`` (one
+      plain conv already).
+    * not CUDA (CPU and others): ``'depthwise'``. On a 2-core CPU (batch 4, 224 px) it made
+      PyConvResNet-50 and PyConvHGResNet-50 faster than the reference in training and inference,
+      in channels_last and far more in NCHW (tools/analysis/benchmark.py; numbers in
+      docs/speed.md). The dense form loses there: CPU convs are bound by arithmetic, which the
+      masked zeros multiply.
     * CUDA: ``'dense'`` while :func:`dense_flop_ratio` is at most
       :data:`AUTO_DENSE_MAX_FLOP_RATIO`, else ``'reference'``.
 
@@ -105,9 +111,11 @@ def choose_impl(plan, x: torch.Tensor) -> str:
     the reference under Triton's interpreter only, and have no GPU timing that would justify
     them. Ask for them explicitly (``impl='triton'``).
     """
-    if x.device.type != 'cuda' or plan.num_levels == 1 or x.dtype not in _FLOAT_TYPES:
+    if x.dtype not in _FLOAT_TYPES or (plan.num_levels == 1 and plan.groups[0] == 1):
         return 'reference'
-    if dense_flop_ratio(plan) <= AUTO_DENSE_MAX_FLOP_RATIO:
+    if x.device.type != 'cuda':
+        return 'depthwise'
+    if plan.num_levels > 1 and dense_flop_ratio(plan) <= AUTO_DENSE_MAX_FLOP_RATIO:
         return 'dense'
     return 'reference'
 
@@ -155,5 +163,5 @@ def triton_unavailable_reason(x: torch.Tensor) -> Optional[str]:
     hint = (' (TRITON_INTERPRET=1 was set after the kernels were defined; set it before '
             'the first PyConv runs)' if interpret else '')
     return (f'the fused Triton PyConv kernels run on CUDA tensors, got a {x.device.type} '
-            'tensor; use impl="dense" or "reference" there, or set TRITON_INTERPRET=1 before '
+            'tensor; use impl="depthwise", "dense" or "reference" there, or set TRITON_INTERPRET=1 before '
             f'the first PyConv runs to run them (slowly) through Triton\'s interpreter{hint}')

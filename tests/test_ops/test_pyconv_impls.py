@@ -177,6 +177,65 @@ def test_dense_weight_is_the_masked_pyramid():
         assert not off_diagonal.any()
 
 
+# ---- per level with depthwise rewrites: every stage plan, every geometry, both layouts --------
+
+
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+@pytest.mark.parametrize('stride,dilation,height,width', GEOMETRIES)
+@pytest.mark.parametrize('name,channels,kernels,groups', STAGE_PLANS,
+                         ids=[p[0] for p in STAGE_PLANS])
+def test_depthwise_matches_reference(name, channels, kernels, groups, stride, dilation, height,
+                                     width, channels_last):
+    module = _make(channels, kernels, groups, stride, dilation, bias=stride == 2)
+    x = _input(2, channels, height, width, channels_last=channels_last)
+    _check_against_reference(module, 'depthwise', x, tol=1e-5)
+    with torch.no_grad():
+        out = module(x)
+    # The CPU path computes in channels_last inside; the caller gets its own layout back.
+    assert out.is_contiguous() != channels_last
+
+
+def test_depthwise_bf16_and_one_grouped_level():
+    module = _make(64, (3, 5, 7, 9), (1, 4, 8, 16), stride=2, bias=True).bfloat16()
+    x = _input(2, 64, 13, 17, channels_last=True, dtype=torch.bfloat16)
+    _check_against_reference(module, 'depthwise', x, tol=3e-2)
+    # One level, one output per group (depthwise rewrite) and one with two (grouped conv).
+    for out_width in (8, 16):
+        module = _make(32, (5, ), (8, ), bias=True, out_width=out_width)
+        _check_against_reference(module, 'depthwise', _input(1, 32, 7, 6), tol=1e-5)
+
+
+def test_depthwise_rewrites_one_output_per_group_levels(monkeypatch):
+    """Which levels become depthwise convs, and that those convs really are depthwise."""
+    from mmpyconv.ops import pyconv_depthwise
+    from mmpyconv.ops.pyconv_depthwise import depthwise_levels
+    plans = {name: _plan(kernels, groups, channels)
+             for name, channels, kernels, groups in STAGE_PLANS}
+    assert depthwise_levels(plans['resnet-stage1']) == (False, False, False, True)
+    assert depthwise_levels(plans['resnet-stage2']) == (False, False, False)
+    assert depthwise_levels(plans['hg-stage1']) == (True, True, True, True)
+    assert depthwise_levels(plans['hg-stage2']) == (False, True, False)
+    # A level with one input channel per group is depthwise already: left as it is.
+    assert depthwise_levels(_plan((3, ), (16, ), 16)) == (False, )
+
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+
+    def spy(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        calls.append((x.shape[1], tuple(weight.shape), groups,
+                      x.is_contiguous(memory_format=torch.channels_last)))
+        return conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    monkeypatch.setattr(pyconv_depthwise.F, 'conv2d', spy)
+    module = _make(64, (3, 5, 7, 9), (1, 4, 8, 16))
+    module.impl = 'depthwise'
+    with torch.no_grad():
+        module(_input(1, 64, 6, 6))
+    assert [c[:3] for c in calls] == [(64, (16, 64, 3, 3), 1), (64, (16, 16, 5, 5), 4),
+                                      (64, (16, 8, 7, 7), 8), (64, (64, 1, 9, 9), 64)]
+    assert all(c[3] for c in calls), 'grouped levels on the CPU should run in channels_last'
+
+
 # ---- fused Triton kernels --------------------------------------------------------------------
 
 # (plan name, width, out width, kernels, groups, stride, dilation, bias, batch, H, W,
@@ -219,7 +278,7 @@ def test_triton_writes_every_element(triton_device, monkeypatch):
     _check_against_reference(module, 'triton', x, tol=1e-5)
 
 
-@pytest.mark.parametrize('impl', ['reference', 'dense', 'triton'])
+@pytest.mark.parametrize('impl', ['reference', 'dense', 'depthwise', 'triton'])
 def test_autocast_bf16(impl, request):
     """Under autocast every implementation computes in bf16, as a conv does."""
     device = request.getfixturevalue('triton_device') if impl == 'triton' else 'cpu'
@@ -238,7 +297,7 @@ def test_autocast_bf16(impl, request):
 
 
 def test_impl_must_be_known():
-    with pytest.raises(ValueError, match=r"impl='fast'.*'auto', 'reference', 'dense', 'triton'"):
+    with pytest.raises(ValueError, match=r"impl='fast'.*'auto', 'reference', 'dense', 'depthwise', 'triton'"):
         PyConv2d(16, 16, (3, 5), groups=(1, 4), impl='fast')
     with pytest.raises(ValueError, match='not a PyConv implementation'):
         dispatch.set_default_impl('fast')
@@ -262,8 +321,13 @@ def _plan(kernels, groups, width=64):
 
 def test_auto_rule():
     stage1 = _plan((3, 5, 7, 9), (1, 4, 8, 16))
-    assert dispatch.choose_impl(stage1, _FakeInput('cpu')) == 'reference'
-    assert dispatch.choose_impl(stage1, _FakeInput('meta')) == 'reference'
+    assert dispatch.choose_impl(stage1, _FakeInput('cpu')) == 'depthwise'
+    assert dispatch.choose_impl(stage1, _FakeInput('cpu', torch.bfloat16)) == 'depthwise'
+    assert dispatch.choose_impl(stage1, _FakeInput('cpu', torch.float64)) == 'reference'
+    # One plain conv stays one conv; one grouped level still gains channels_last on the CPU.
+    assert dispatch.choose_impl(_plan((3, ), (1, )), _FakeInput('cpu')) == 'reference'
+    assert dispatch.choose_impl(_plan((3, ), (32, )), _FakeInput('cpu')) == 'depthwise'
+    assert dispatch.choose_impl(_plan((3, ), (32, )), _FakeInput('cuda')) == 'reference'
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         assert dispatch.choose_impl(stage1, _FakeInput('cuda', dtype)) == 'dense'
     assert dispatch.choose_impl(stage1, _FakeInput('cuda', torch.float64)) == 'reference'
@@ -301,7 +365,7 @@ def test_default_impl_precedence(monkeypatch):
             raise KeyError
     assert dispatch.get_default_impl() == 'auto'
     auto(x)
-    assert calls == ['dense']  # auto on the CPU: reference
+    assert calls == ['dense']  # auto on the CPU: depthwise
 
 
 def test_triton_error_off_gpu(triton_device, monkeypatch):
@@ -371,7 +435,7 @@ def test_config_sets_impl_and_checkpoints_interchange():
 # ---- torch.compile ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('impl', ['reference', 'dense'])
+@pytest.mark.parametrize('impl', ['reference', 'dense', 'depthwise'])
 def test_compile_without_graph_breaks(impl):
     import torch._dynamo
     torch._dynamo.reset()

@@ -223,7 +223,10 @@ def backbone_features_equal(backbone, net):
     x = torch.randn(2, 3, 64, 64)
     backbone.eval()
     with torch.no_grad():
-        torch.testing.assert_close(backbone(x)[-1], net.features(x), rtol=1e-4, atol=1e-4)
+        expected = net.features(x)
+        # relative to the largest feature: the backbone may sum in another order (impl='auto')
+        torch.testing.assert_close(backbone(x)[-1], expected, rtol=1e-4,
+                                   atol=1e-4 * expected.abs().max())
 
 
 def test_pyconv_pretrained_init_loads_an_original_file(tmp_path):
