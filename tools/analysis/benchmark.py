@@ -8,9 +8,9 @@ Prints markdown tables:
 
 1. training step (forward, cross-entropy, backward, SGD step) and inference: images/s, the ratio
    to ResNet-50 in the same setting, and peak GPU memory; one row per model and, for PyConv
-   models, per PyConv implementation (``reference``, ``dense``, ``triton``, ``auto``), for
-   every dtype (``fp32``; ``bf16`` = autocast to bfloat16) in the chosen memory format
-   (channels_last by default);
+   models, per PyConv implementation (``reference``, ``dense``, ``depthwise``, ``triton``,
+   ``auto``), for every dtype (``fp32``; ``bf16`` = autocast to bfloat16) in the chosen memory
+   format (channels_last by default);
 2. per PyConv layer (``--layer-models``, by default PyConvResNet-50's stride-1 PyConv of stages
    1-3 at the sizes the network gives them): forward + backward time of every implementation
    beside a plain 3x3 conv of the same width, and the largest error of each implementation's
@@ -20,9 +20,10 @@ ResNets are mmpretrain's (backbone, global average pooling, linear head) when mm
 importable, torchvision's otherwise. Times are medians over ``--iters`` timed iterations after
 ``--warmup`` untimed ones: CUDA events on a GPU (cudnn.benchmark on); on the CPU the wall clock,
 or with ``--threads 1 --cpu-clock process`` the process's CPU time, which stays steady when other
-programs share the machine. A case that exceeds ``--max-seconds`` stops early with at least 3 timed iterations.
-A case that fails (unavailable Triton, out of memory) prints its error in the table and the run
-goes on. On CPU, peak memory is not measured.
+programs share the machine; ``--rounds N`` repeats the model table round-robin and keeps each
+row's best round. A case that exceeds ``--max-seconds`` stops early with at least 3 timed
+iterations. A case that fails (unavailable Triton, out of memory) prints its error in the table
+and the run goes on. On CPU, peak memory is not measured.
 
 On a GPU machine without OpenMMLab packages, mmengine and mmcv-lite (pure Python) are enough to
 import mmpyconv; see docs/speed.md for the one-command recipe.
@@ -42,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMPL_CHOICES = ('reference', 'dense', 'triton', 'auto')
+IMPL_CHOICES = ('reference', 'dense', 'depthwise', 'triton', 'auto')
 ARCH_PATTERN = re.compile(r'^(pyconvresnet|pyconvhgresnet|resnet)(\d+)$')
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 BASELINE = 'resnet50'
@@ -68,8 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=['resnet50', 'resnet101', 'pyconvresnet50', 'pyconvresnet101',
                                  'pyconvhgresnet50'],
                         help='resnet<d>, pyconvresnet<d>, pyconvhgresnet<d>; none: skip')
-    parser.add_argument('--impls', nargs='+', default=['reference', 'dense', 'triton'],
-                        choices=IMPL_CHOICES, help='PyConv implementations to compare')
+    parser.add_argument('--impls', nargs='+',
+                        default=['reference', 'dense', 'depthwise', 'triton'], choices=IMPL_CHOICES, help='PyConv implementations to compare')
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
                         choices=['train', 'infer'])
@@ -86,6 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='CPU timing: wall clock (perf_counter), or the CPU time of this '
                         'process (process_time), which other processes on a shared machine '
                         'do not inflate; use process only with --threads 1')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='time every model row this many times, round-robin, and keep each '
+                        'row\'s best round: on a shared machine, load that comes and goes then '
+                        'hits every row alike. Default: 1')
     parser.add_argument('--out', default=None, help='also write the tables to this file')
     args = parser.parse_args(argv)
     if args.device is None:
@@ -110,8 +115,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f'--layer-models takes PyConv models, got {name!r}')
     if args.cpu_clock == 'process' and args.threads != 1:
         parser.error('--cpu-clock process sums the CPU time of all threads: add --threads 1')
-    if min(args.batch_size, args.img_size, args.iters, args.layer_batch_size) < 1:
-        parser.error('--batch-size, --img-size, --iters and --layer-batch-size must be positive')
+    if min(args.batch_size, args.img_size, args.iters, args.layer_batch_size, args.rounds) < 1:
+        parser.error('--batch-size, --img-size, --iters, --layer-batch-size and --rounds must be '
+                     'positive')
     return args
 
 
@@ -144,7 +150,8 @@ def build_model(name: str, source: str) -> nn.Module:
     if family == 'resnet':
         if source == 'mmpretrain':
             from mmpretrain.models.backbones import ResNet
-            return _Classifier(ResNet(depth=depth, out_indices=(3, )), 2048)
+            backbone = ResNet(depth=depth, out_indices=(3, ))
+            return _Classifier(backbone, backbone.feat_dim)
         import torchvision
         return getattr(torchvision.models, f'resnet{depth}')(num_classes=1000)
     from mmpyconv.models import PyConvHGResNet, PyConvResNet
@@ -270,33 +277,38 @@ def model_table(args, device: torch.device, timer: Timer, log) -> List[str]:
                      if args.memory_format == 'channels_last' else torch.contiguous_format)
     # results[(model, impl)][(mode, dtype)] = (img/s, peak) or an error string
     results: Dict[Tuple[str, str], Dict[Tuple[str, str], object]] = {}
-    for name in args.models:
-        impls = ['-'] if name.startswith('resnet') else args.impls
-        try:
-            torch.manual_seed(0)
-            model = build_model(name, source).to(device).to(memory_format=memory_format)
-        except Exception as e:  # noqa: BLE001 (reported in the table, the run goes on)
-            traceback.print_exc()
+    for round_index in range(args.rounds):
+        for name in args.models:
+            impls = ['-'] if name.startswith('resnet') else args.impls
+            try:
+                torch.manual_seed(0)
+                model = build_model(name, source).to(device).to(memory_format=memory_format)
+            except Exception as e:  # noqa: BLE001 (reported in the table, the run goes on)
+                traceback.print_exc()
+                for impl in impls:
+                    results[(name, impl)] = {k: _error_text(e) for k in _settings(args)}
+                continue
             for impl in impls:
-                results[(name, impl)] = {k: _error_text(e) for k in _settings(args)}
-            continue
-        for impl in impls:
-            row = results.setdefault((name, impl), {})
-            for mode, dtype_name in _settings(args):
-                begin = time.perf_counter()
-                try:
-                    with pyconv_impl('auto' if impl == '-' else impl):
-                        row[(mode, dtype_name)] = bench_model(model, mode, DTYPES[dtype_name],
-                                                              args, timer, device)
-                except Exception as e:  # noqa: BLE001
-                    traceback.print_exc()
-                    row[(mode, dtype_name)] = _error_text(e)
-                finally:
-                    _free(device)
-                log(f'{name} impl={impl} {mode} {dtype_name}: {row[(mode, dtype_name)]} '
-                    f'({time.perf_counter() - begin:.1f} s)')
-        del model
-        _free(device)
+                row = results.setdefault((name, impl), {})
+                for setting in _settings(args):
+                    if isinstance(row.get(setting), str):
+                        continue  # failed in an earlier round
+                    begin = time.perf_counter()
+                    try:
+                        with pyconv_impl('auto' if impl == '-' else impl):
+                            measured = bench_model(model, setting[0], DTYPES[setting[1]], args,
+                                                   timer, device)
+                        best = row.get(setting)
+                        row[setting] = measured if best is None or measured[0] > best[0] else best
+                    except Exception as e:  # noqa: BLE001
+                        traceback.print_exc()
+                        row[setting] = measured = _error_text(e)
+                    finally:
+                        _free(device)
+                    log(f'round {round_index + 1}/{args.rounds} {name} impl={impl} '
+                        f'{" ".join(setting)}: {measured} ({time.perf_counter() - begin:.1f} s)')
+            del model
+            _free(device)
 
     lines = []
     for mode in args.modes:
@@ -460,8 +472,10 @@ def environment(args, device: torch.device) -> List[str]:
         triton_version = 'not installed'
     lines.append(f'{device.type}: {what}; torch {torch.__version__}; triton {triton_version}; '
                  f'{extra}; python {platform.python_version()}')
+    rounds = (f'; models: best of {args.rounds} round-robin rounds' if args.rounds > 1 else '')
     lines.append(f'median of up to {args.iters} timed iterations after {args.warmup} warm-up '
-                 f'(at most {args.max_seconds:g} s per case); bf16 = autocast to bfloat16')
+                 f'(at most {args.max_seconds:g} s per case){rounds}; bf16 = autocast to '
+                 'bfloat16')
     return lines
 
 
