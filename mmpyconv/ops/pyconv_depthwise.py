@@ -14,16 +14,23 @@ rewrites that read the same per-level parameters:
   3x faster this way, and its forward + backward 1.3x (stride 1) to 3.3x (stride 2) faster.
   Levels with several outputs per group stay grouped convs: split into depthwise convs they
   lost in training.
-* On the CPU, a layer with grouped levels runs them in channels_last and returns its output in
-  the input's layout: oneDNN's grouped convs in NCHW ran 2-5x slower than in NHWC, forward and
-  backward, which costs more than two layout copies.
+* On the CPU, a layer with a level of a few input channels per group (at most
+  :data:`CHANNELS_LAST_MAX_GROUP_WIDTH`) runs in channels_last and returns its output in the
+  input's layout: such grouped convs ran 2-6x slower in NCHW than in NHWC in oneDNN, forward
+  and backward, which costs more than two layout copies. With wider groups (64 channels, as in
+  PyConvResNet's stage 3) NCHW was the faster layout, and the layer keeps the input's.
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ['depthwise_levels', 'pyconv2d_depthwise']
+__all__ = ['depthwise_levels', 'pyconv2d_depthwise', 'CHANNELS_LAST_MAX_GROUP_WIDTH']
+
+# On the CPU, compute a layer in channels_last when one of its levels has groups > 1 with at most
+# this many input channels per group (measured on a 2-core AVX2 CPU, 1 and 2 threads: NHWC won
+# at 4-32 channels per group, NCHW at 64).
+CHANNELS_LAST_MAX_GROUP_WIDTH = 32
 
 
 def depthwise_levels(plan) -> Tuple[bool, ...]:
@@ -55,8 +62,9 @@ def pyconv2d_depthwise(x: torch.Tensor, plan, weights: Sequence[torch.Tensor],
     """All levels of a PyConv, each as a grouped or a depthwise conv (see the module docstring)."""
     layout = _layout(x)
     inputs = x
-    if x.device.type == 'cpu' and x.dim() == 4 and layout != torch.channels_last \
-            and any(g > 1 for g in plan.groups):
+    if x.device.type == 'cpu' and x.dim() == 4 and layout != torch.channels_last and any(
+            1 < g and plan.in_channels // g <= CHANNELS_LAST_MAX_GROUP_WIDTH
+            for g in plan.groups):
         inputs = x.contiguous(memory_format=torch.channels_last)
     outs = []
     for i, (depthwise, k, g) in enumerate(zip(depthwise_levels(plan), plan.kernels,

@@ -233,7 +233,14 @@ def test_depthwise_rewrites_one_output_per_group_levels(monkeypatch):
         module(_input(1, 64, 6, 6))
     assert [c[:3] for c in calls] == [(64, (16, 64, 3, 3), 1), (64, (16, 16, 5, 5), 4),
                                       (64, (16, 8, 7, 7), 8), (64, (64, 1, 9, 9), 64)]
-    assert all(c[3] for c in calls), 'grouped levels on the CPU should run in channels_last'
+    assert all(c[3] for c in calls), 'narrow groups on the CPU should run in channels_last'
+    # PyConvResNet's stage 3 (64 input channels per group at groups 4) keeps the input's layout.
+    calls.clear()
+    module = _make(256, (3, 5), (1, 4))
+    module.impl = 'depthwise'
+    with torch.no_grad():
+        module(_input(1, 256, 4, 4))
+    assert [c[2:] for c in calls] == [(1, False), (4, False)]
 
 
 # ---- fused Triton kernels --------------------------------------------------------------------
