@@ -99,11 +99,11 @@ def choose_impl(plan, x: torch.Tensor) -> str:
 
     * one level without groups, or a dtype other than fp16/bf16/fp32: ``'reference'`` (one
       plain conv already).
-    * not CUDA (CPU and others): ``'depthwise'``. On a 2-core CPU (batch 4, 224 px) it made
-      PyConvResNet-50 and PyConvHGResNet-50 faster than the reference in training and inference,
-      in channels_last and far more in NCHW (tools/analysis/benchmark.py; numbers in
-      docs/speed.md). The dense form loses there: CPU convs are bound by arithmetic, which the
-      masked zeros multiply.
+    * not CUDA (CPU and others): ``'depthwise'``. On a 2-core CPU (batch 4, 224 px, 1 and 2
+      threads) it ran PyConvResNet-50 as fast as the reference or up to 5% faster in
+      channels_last and 1.3-1.6x faster in NCHW, PyConvHGResNet-50 1.2x and 1.6-2x faster
+      (tools/analysis/benchmark.py; the tables are in docs/speed.md). The dense form loses
+      there: CPU convs are bound by arithmetic, which the masked zeros multiply.
     * CUDA: ``'dense'`` while :func:`dense_flop_ratio` is at most
       :data:`AUTO_DENSE_MAX_FLOP_RATIO`, else ``'reference'``.
 
