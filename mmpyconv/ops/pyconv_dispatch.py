@@ -7,8 +7,8 @@ Implementations (all read the same per-level parameters, so checkpoints are inte
   to block-diagonal dense form, assembled on the fly; one dense conv computes every level
   (:mod:`mmpyconv.ops.pyconv_dense`). Pure PyTorch, runs wherever convs run.
 * ``'depthwise'`` -- per level like the reference, but levels with one output channel per group
-  run as a depthwise conv plus a sum, and on the CPU grouped levels run in channels_last
-  (:mod:`mmpyconv.ops.pyconv_depthwise`). Pure PyTorch; the fastest form on CPUs.
+  run as a depthwise conv plus a sum, and on the CPU a layer with narrow groups runs in
+  channels_last (:mod:`mmpyconv.ops.pyconv_depthwise`). Pure PyTorch; the fastest form on CPUs.
 * ``'triton'`` -- fused Triton kernels: every level in one launch, the concatenated output
   written in place (:mod:`mmpyconv.ops.pyconv_triton`). CUDA tensors, or CPU tensors under
   ``TRITON_INTERPRET=1`` (Triton's interpreter; for tests).
@@ -163,5 +163,6 @@ def triton_unavailable_reason(x: torch.Tensor) -> Optional[str]:
     hint = (' (TRITON_INTERPRET=1 was set after the kernels were defined; set it before '
             'the first PyConv runs)' if interpret else '')
     return (f'the fused Triton PyConv kernels run on CUDA tensors, got a {x.device.type} '
-            'tensor; use impl="depthwise", "dense" or "reference" there, or set TRITON_INTERPRET=1 before '
-            f'the first PyConv runs to run them (slowly) through Triton\'s interpreter{hint}')
+            'tensor; use impl="depthwise", "dense" or "reference" there, or set '
+            'TRITON_INTERPRET=1 before the first PyConv runs to run them (slowly) through '
+            f'Triton\'s interpreter{hint}')

@@ -16,7 +16,8 @@ def test_tiny_cpu_run(tmp_path):
     out = tmp_path / 'bench.md'
     args = ['--device', 'cpu', '--threads', '1', '--cpu-clock', 'process', '--img-size', '32',
             '--batch-size', '2', '--iters', '1', '--warmup', '0', '--dtypes', 'fp32',
-            '--models', 'resnet50', 'resnet18', 'pyconvresnet18', '--layer-models', 'pyconvhgresnet50',
+            '--models', 'resnet50', 'resnet18', 'pyconvresnet18',
+            '--layer-models', 'pyconvhgresnet50',
             '--impls', 'reference', 'dense', 'depthwise', 'auto', '--rounds', '2',
             '--out', str(out)]
     result = subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,

@@ -70,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  'pyconvhgresnet50'],
                         help='resnet<d>, pyconvresnet<d>, pyconvhgresnet<d>; none: skip')
     parser.add_argument('--impls', nargs='+',
-                        default=['reference', 'dense', 'depthwise', 'triton'], choices=IMPL_CHOICES, help='PyConv implementations to compare')
+                        default=['reference', 'dense', 'depthwise', 'triton'],
+                        choices=IMPL_CHOICES, help='PyConv implementations to compare')
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
                         choices=['train', 'infer'])
@@ -286,7 +287,9 @@ def model_table(args, device: torch.device, timer: Timer, log) -> List[str]:
             except Exception as e:  # noqa: BLE001 (reported in the table, the run goes on)
                 traceback.print_exc()
                 for impl in impls:
-                    results[(name, impl)] = {k: _error_text(e) for k in _settings(args)}
+                    row = results.setdefault((name, impl), {})
+                    for setting in _settings(args):
+                        row.setdefault(setting, _error_text(e))  # an earlier round's result stays
                 continue
             for impl in impls:
                 row = results.setdefault((name, impl), {})
@@ -302,7 +305,9 @@ def model_table(args, device: torch.device, timer: Timer, log) -> List[str]:
                         row[setting] = measured if best is None or measured[0] > best[0] else best
                     except Exception as e:  # noqa: BLE001
                         traceback.print_exc()
-                        row[setting] = measured = _error_text(e)
+                        measured = _error_text(e)
+                        if not isinstance(row.get(setting), tuple):  # keep an earlier success
+                            row[setting] = measured
                     finally:
                         _free(device)
                     log(f'round {round_index + 1}/{args.rounds} {name} impl={impl} '
