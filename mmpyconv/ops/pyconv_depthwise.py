@@ -14,11 +14,12 @@ rewrites that read the same per-level parameters:
   3x faster this way, and its forward + backward 1.3x (stride 1) to 3.3x (stride 2) faster.
   Levels with several outputs per group stay grouped convs: split into depthwise convs they
   lost in training.
-* On the CPU, a layer with a level of a few input channels per group (at most
-  :data:`CHANNELS_LAST_MAX_GROUP_WIDTH`) runs in channels_last and returns its output in the
-  input's layout: such grouped convs ran 2-6x slower in NCHW than in NHWC in oneDNN, forward
-  and backward, which costs more than two layout copies. With wider groups (64 channels, as in
-  PyConvResNet's stage 3) NCHW was the faster layout, and the layer keeps the input's.
+* On the CPU, a layer with a grouped level of at most :data:`CHANNELS_LAST_MAX_GROUP_WIDTH`
+  input channels per group runs in channels_last and returns its output in the input's layout:
+  such grouped convs ran 2-6x slower in NCHW than in NHWC in oneDNN, forward and backward,
+  which costs more than two layout copies. Wider groups keep the input's layout (at 64 channels
+  per group NCHW was faster; at 32, PyConvHGResNet's 1024-channel stage 4 ran 2-3x slower after
+  the copies).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -29,8 +30,8 @@ __all__ = ['depthwise_levels', 'pyconv2d_depthwise', 'CHANNELS_LAST_MAX_GROUP_WI
 
 # On the CPU, compute a layer in channels_last when one of its levels has groups > 1 with at most
 # this many input channels per group (measured on a 2-core AVX2 CPU, 1 and 2 threads: NHWC won
-# at 4-32 channels per group, NCHW at 64).
-CHANNELS_LAST_MAX_GROUP_WIDTH = 32
+# at 4-16 channels per group, NCHW at 64; 32 went either way).
+CHANNELS_LAST_MAX_GROUP_WIDTH = 16
 
 
 def depthwise_levels(plan) -> Tuple[bool, ...]:

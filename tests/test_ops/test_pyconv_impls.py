@@ -234,13 +234,38 @@ def test_depthwise_rewrites_one_output_per_group_levels(monkeypatch):
     assert [c[:3] for c in calls] == [(64, (16, 64, 3, 3), 1), (64, (16, 16, 5, 5), 4),
                                       (64, (16, 8, 7, 7), 8), (64, (64, 1, 9, 9), 64)]
     assert all(c[3] for c in calls), 'narrow groups on the CPU should run in channels_last'
-    # PyConvResNet's stage 3 (64 input channels per group at groups 4) keeps the input's layout.
-    calls.clear()
-    module = _make(256, (3, 5), (1, 4))
-    module.impl = 'depthwise'
-    with torch.no_grad():
-        module(_input(1, 256, 4, 4))
-    assert [c[2:] for c in calls] == [(1, False), (4, False)]
+
+
+def test_depthwise_layout_rule_on_the_cpu(monkeypatch):
+    """Which NCHW layers the CPU path computes in channels_last (timings in the module doc)."""
+    from mmpyconv.ops import pyconv_depthwise
+    conv2d = torch.nn.functional.conv2d
+    layouts = []
+
+    def spy(x, *args, **kwargs):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+        return conv2d(x, *args, **kwargs)
+
+    monkeypatch.setattr(pyconv_depthwise.F, 'conv2d', spy)
+
+    def channels_last_inside(width, kernels, groups):
+        layouts.clear()
+        module = _make(width, kernels, groups)
+        module.impl = 'depthwise'
+        out = module(_input(1, width, 3, 3))
+        assert out.is_contiguous()  # NCHW in, NCHW out
+        assert len(set(layouts)) == 1
+        return layouts[0]
+
+    # PyConvResNet's stage 1 and 2 (16 and 8 channels per group), PyConvHGResNet's stage 1
+    # (4 per group, all levels depthwise) and 3 (16 and 8 per group): NHWC inside.
+    assert channels_last_inside(64, (3, 5, 7, 9), (1, 4, 8, 16))
+    assert channels_last_inside(128, (3, 5, 7), (1, 4, 8))
+    assert channels_last_inside(128, (3, 5, 7, 9), (32, ) * 4)
+    assert channels_last_inside(512, (3, 5), (32, 64))
+    # PyConvResNet's stage 3 (64 per group), PyConvHGResNet's stage 4 (32 per group): NCHW.
+    assert not channels_last_inside(256, (3, 5), (1, 4))
+    assert not channels_last_inside(1024, (3, ), (32, ))
 
 
 # ---- fused Triton kernels --------------------------------------------------------------------
