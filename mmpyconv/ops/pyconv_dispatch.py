@@ -97,6 +97,9 @@ def dense_flop_ratio(plan) -> float:
 def choose_impl(plan, x: torch.Tensor) -> str:
     """The automatic rule: which implementation ``'auto'`` runs for this plan and input.
 
+    * exporting to ONNX or tracing with TorchScript: ``'reference'``, so that a deployed graph
+      holds the plain grouped convs every runtime knows, not a form tuned for the exporting
+      machine (ask for another implementation explicitly to export it).
     * one level without groups, or a dtype other than fp16/bf16/fp32: ``'reference'`` (one
       plain conv already).
     * not CUDA (CPU and others): ``'depthwise'``. On a 2-core CPU (batch 4, 224 px, 1 and 2
@@ -111,6 +114,8 @@ def choose_impl(plan, x: torch.Tensor) -> str:
     the reference under Triton's interpreter only, and have no GPU timing that would justify
     them. Ask for them explicitly (``impl='triton'``).
     """
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        return 'reference'
     if x.dtype not in _FLOAT_TYPES or (plan.num_levels == 1 and plan.groups[0] == 1):
         return 'reference'
     if x.device.type != 'cuda':

@@ -378,6 +378,25 @@ def test_auto_rule():
         64 * 9 + 16 * 25 + 8 * 49 + 4 * 81)))
 
 
+def test_auto_exports_the_reference(monkeypatch):
+    """ONNX export and TorchScript tracing get the plain per-level graph from 'auto'."""
+    stage1 = _plan((3, 5, 7, 9), (1, 4, 8, 16))
+    monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
+    assert dispatch.choose_impl(stage1, _FakeInput('cpu')) == 'reference'
+    assert dispatch.choose_impl(stage1, _FakeInput('cuda')) == 'reference'
+    monkeypatch.undo()
+
+    module = _make(16, (3, 5), (1, 16), out_width=[8, 16])  # level 1: one output per group
+    traced = torch.jit.trace(module, _input(1, 16, 6, 6))
+    kinds = [node.kind() for node in traced.inlined_graph.nodes()]
+    assert kinds.count('aten::_convolution') == 2 and 'aten::cat' in kinds, kinds
+    assert 'aten::sum' not in kinds  # no depthwise rewrite of the 16-group level
+    x = _input(2, 16, 7, 5)
+    module.impl = 'reference'
+    with torch.no_grad():
+        assert _rel_err(traced(x), module(x)) <= 1e-6
+
+
 def test_default_impl_precedence(monkeypatch):
     calls = []
     monkeypatch.setattr('mmpyconv.ops.pyconv.pyconv2d_dense',
