@@ -263,6 +263,12 @@ class PyConv2d(nn.Module):
             for i, (k, g, c) in enumerate(zip(plan.kernels, plan.groups, plan.level_channels)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (skipped under torch.jit.trace, where shapes are traced tensors and the test would warn)
+        if not torch.jit.is_tracing() and (x.dim() != 4 or x.shape[1] != self.in_channels):
+            raise ValueError(
+                f'PyConv2d({self.in_channels}, {self.out_channels}) takes a batch of shape '
+                f'(N, {self.in_channels}, H, W), got {tuple(x.shape)}; add the batch axis with '
+                'x[None] for one image, or build the layer with the right in_channels')
         impl = resolve_impl(self.impl, self.plan, x)
         if impl == 'reference':
             if len(self.levels) == 1:

@@ -117,6 +117,18 @@ def test_invalid_arguments_raise_clear_errors(kwargs, match):
         PyConv2d(64, 64, **kwargs)
 
 
+def test_input_of_another_shape_is_a_clear_error():
+    # Unbatched (C, H, W) would concatenate the levels along H: refused, whatever the impl.
+    module = PyConv2d(8, 8, (3, 5), groups=(1, 4))
+    for impl in ('reference', 'dense', 'depthwise'):
+        module.impl = impl
+        with pytest.raises(ValueError, match=r'\(N, 8, H, W\), got \(8, 6, 6\); add the batch'):
+            module(torch.rand(8, 6, 6))
+        with pytest.raises(ValueError, match=r'got \(1, 4, 6, 6\).*right in_channels'):
+            module(torch.rand(1, 4, 6, 6))
+    assert module(torch.rand(8, 6, 6)[None]).shape == (1, 8, 6, 6)
+
+
 def test_width_not_divisible_by_default_split():
     with pytest.raises(ValueError, match='multiple of 4'):
         PyConv2d(64, 66, kernel_size=(3, 5, 7, 9))
