@@ -223,6 +223,47 @@ def add_dump_results(cfg: Config, out: str) -> None:
     cfg.test_evaluator = evaluators
 
 
+# The visualization hook of each toolbox and how it is switched on and pointed at a folder.
+_VISUALIZATION_HOOKS = {
+    'mmpretrain': 'VisualizationHook',
+    'mmdet': 'DetVisualizationHook',
+    'mmseg': 'SegVisualizationHook',
+    'mmaction': 'VisualizationHook',
+}
+
+
+def add_visualization(cfg: Config, show_dir: str, interval: int) -> str:
+    """Draw test predictions into ``show_dir`` with the toolbox's own visualization hook, as
+    each toolbox's ``tools/test.py --show-dir`` does; returns the absolute folder.
+
+    ``interval`` follows the hook: every ``interval``-th image in mmpretrain and mmaction2, the
+    images of every ``interval``-th batch in mmdet and mmseg. mmseg's visualizer writes under
+    ``show_dir/vis_data/vis_image``; the others write into ``show_dir`` itself.
+    """
+    if interval < 1:
+        raise UsageError(f'--interval {interval}: give a positive number')
+    scope = cfg.default_scope
+    show_dir = os.path.abspath(show_dir)
+    if not cfg.get('default_hooks'):
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
+    hook = dict(hooks.get('visualization') or dict(type=_VISUALIZATION_HOOKS[scope]))
+    hook['interval'] = interval
+    if scope == 'mmdet':
+        hook.update(draw=True, test_out_dir=show_dir)
+    elif scope == 'mmseg':
+        # SegVisualizationHook draws through the visualizer, which saves where it is told.
+        if not cfg.get('visualizer'):
+            raise UsageError('--show-dir needs a visualizer in an mmseg config (e.g. from '
+                             "'mmseg::_base_/default_runtime.py')")
+        hook['draw'] = True
+        cfg.visualizer['save_dir'] = show_dir
+    else:
+        hook.update(enable=True, out_dir=show_dir)
+    hooks['visualization'] = hook
+    return show_dir
+
+
 # ---------------------------------------------------------------------------- registries
 
 

@@ -1,9 +1,11 @@
 """Test a checkpoint with the OpenMMLab toolbox its config names in ``default_scope``.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--tta]
+                         [--show-dir DIR [--interval N]]
                          [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
 
-Evaluates the config's test_dataloader with its test_evaluator and logs the metrics. Checkpoints
+Evaluates the config's test_dataloader with its test_evaluator and logs the metrics; with
+--show-dir the toolbox's visualization hook also draws the predictions into DIR. Checkpoints
 saved by mmengine load under torch >= 2.6 (see mmpyconv.compat). A checkpoint that does not fit
 the config's model, a missing dataset folder or a misspelt config key stops the run before
 anything is written, with a message that says what to fix (exit status 2). Multi-process runs
@@ -13,9 +15,9 @@ import argparse
 import sys
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules; patches mmaction2's import)
-from mmpyconv.runner_utils import (add_dump_results, add_launch_args, apply_common_args, apply_tta,
-                                   build_runner, load_config, parse_launch_args, preflight,
-                                   run_tool, setup_launcher)
+from mmpyconv.runner_utils import (add_dump_results, add_launch_args, add_visualization,
+                                   apply_common_args, apply_tta, build_runner, load_config,
+                                   parse_launch_args, preflight, run_tool, setup_launcher)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where the test log goes. Default: '
                         'work_dirs/<config name>')
     parser.add_argument('--out', help='also dump the predictions to this .pkl file')
+    parser.add_argument('--show-dir', help='draw the predictions into this folder (the '
+                        'toolbox\'s visualization hook; mmseg writes under DIR/vis_data/vis_image)')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='with --show-dir: draw every N-th image (mmpretrain, mmaction2) or '
+                        'every N-th batch (mmdet, mmseg). Default: 1')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (the config\'s tta_model and tta_pipeline)')
     add_launch_args(parser, 'test_dataloader.batch_size=64')
@@ -41,6 +48,8 @@ def main(argv=None) -> None:
         apply_tta(cfg)
     if args.out:
         add_dump_results(cfg, args.out)
+    if args.show_dir:
+        add_visualization(cfg, args.show_dir, args.interval)
     preflight(cfg, args.config, ['test_dataloader'], checkpoint=args.checkpoint)
     setup_launcher(cfg, args.launcher)
     build_runner(cfg).test()

@@ -164,6 +164,19 @@ def test_test_tool_single_scale_and_tta(trained, tiny_config, tmp_path):
         single, 'mAcc')
 
 
+def test_test_tool_draws_predictions(trained, tiny_config, data_root, tmp_path):
+    show_dir = tmp_path / 'vis'
+    ok(tool('test.py', tiny_config, trained['checkpoint'], '--work-dir', str(tmp_path / 'work'),
+            '--show-dir', str(show_dir), '--cfg-options', *SMALL_MODEL, timeout=240))
+    # mmseg's visualizer writes every test image (interval 1) under vis_data/vis_image.
+    drawn = sorted(os.listdir(show_dir / 'vis_data' / 'vis_image'))
+    images = sorted(os.listdir(osp.join(data_root, 'images', 'validation')))
+    assert len(drawn) == len(images)
+    assert all(any(name.startswith(f'test_{image}') for image in images) for name in drawn)
+    with Image.open(show_dir / 'vis_data' / 'vis_image' / drawn[0]) as picture:
+        assert picture.size == (128, 64)  # ground truth and prediction side by side
+
+
 def test_demo_writes_a_class_overlay(trained, tiny_config, data_root, tmp_path):
     image = osp.join(data_root, 'images', 'validation', 'tiny_val_00000.jpg')
     out = str(tmp_path / 'overlay.png')

@@ -172,6 +172,14 @@ def test_missing_checkpoint_and_config(tmp_path, test_config, work_dir):
             'nope.py', 'does not exist')
 
 
+def test_show_dir_with_a_bad_interval(tmp_path, test_config, work_dir):
+    checkpoint = classifier_checkpoint(tmp_path / 'r18.pth', 18)
+    refused(test_tool.main, [test_config, checkpoint, '--work-dir', work_dir, '--show-dir',
+                             str(tmp_path / 'vis'), '--interval', '0'], work_dir,
+            '--interval 0', 'positive')
+    assert not (tmp_path / 'vis').exists()
+
+
 def test_amp_without_gpu(test_config, work_dir):
     if torch.cuda.is_available():
         pytest.skip('this machine has a GPU: mixed precision is possible here')

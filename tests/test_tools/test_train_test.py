@@ -60,6 +60,20 @@ def test_test_tool_with_tta(trained, tested, tmp_path):
     assert "type='AverageClsScoreTTA'" in dumped and "type='TestTimeAug'" in dumped
 
 
+def test_test_tool_draws_predictions(trained, tested, shapes_root, tmp_path):
+    show_dir = tmp_path / 'vis'
+    ok(tool('test.py', trained['config'], tested['checkpoint'], '--work-dir', str(tmp_path),
+            '--show-dir', str(show_dir), '--interval', '2'))
+    # mmpretrain's hook counts images: every second one, named after its source image.
+    images = sorted(os.path.basename(p['img_path']) for p in tested['predictions'])
+    drawn = sorted(os.listdir(show_dir))
+    assert len(drawn) == (len(images) + 1) // 2
+    assert all(name.endswith('.png') and name.rsplit('_', 1)[0] in images for name in drawn)
+    from PIL import Image
+    with Image.open(show_dir / drawn[0]) as picture:
+        assert len(set(picture.convert('RGB').getdata())) > 1  # a drawing, not a blank
+
+
 def test_image_demo_prints_the_top_classes(trained, tested, shapes_root):
     image = sorted(glob.glob(os.path.join(shapes_root, 'val', 'ring', '*.png')))[0]
     expected = {os.path.basename(p['img_path']): p for p in tested['predictions']}[
@@ -75,3 +89,28 @@ def test_image_demo_prints_the_top_classes(trained, tested, shapes_root):
     # The demo's top class is what the test tool predicted for the same image.
     assert names[0] == CLASSES[expected['pred_label'].item()]
     assert abs(scores[0] - expected['pred_score'].max().item()) < 1e-3
+
+
+@pytest.mark.parametrize('scope,switch,folder', [
+    ('mmpretrain', 'enable', 'out_dir'), ('mmdet', 'draw', 'test_out_dir'),
+    ('mmseg', 'draw', None), ('mmaction', 'enable', 'out_dir')])
+def test_show_dir_switches_on_each_toolbox_hook(scope, switch, folder, tmp_path):
+    """--show-dir as each toolbox's own hook understands it (built by its registry)."""
+    from mmengine.config import Config
+    from mmengine.registry import HOOKS, VISUALIZERS, init_default_scope
+
+    from mmpyconv.runner_utils import add_visualization
+    visualizers = dict(mmpretrain='UniversalVisualizer', mmdet='DetLocalVisualizer',
+                       mmseg='SegLocalVisualizer', mmaction='ActionVisualizer')
+    cfg = Config(dict(default_scope=scope, visualizer=dict(type=visualizers[scope])))
+    show_dir = add_visualization(cfg, str(tmp_path / 'vis'), interval=3)
+    assert show_dir == str(tmp_path / 'vis')
+    init_default_scope(scope)
+    VISUALIZERS.build(dict(cfg.visualizer, name=f'show_dir_{scope}'))
+    hook = HOOKS.build(cfg.default_hooks.visualization)
+    assert type(hook).__module__.startswith(scope)
+    assert getattr(hook, switch) is True and hook.interval == 3
+    if folder:
+        assert getattr(hook, folder) == show_dir
+    else:  # mmseg's hook draws through the visualizer, which saves under its save_dir
+        assert cfg.visualizer.save_dir == show_dir
