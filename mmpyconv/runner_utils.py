@@ -247,7 +247,14 @@ def add_visualization(cfg: Config, show_dir: str, interval: int) -> str:
     if not cfg.get('default_hooks'):
         cfg.default_hooks = {}
     hooks = cfg.default_hooks
-    hook = dict(hooks.get('visualization') or dict(type=_VISUALIZATION_HOOKS[scope]))
+    hook = hooks.get('visualization')
+    if not hook:
+        if scope not in _VISUALIZATION_HOOKS:
+            raise UsageError(f'--show-dir: the config has no default_hooks.visualization, and '
+                             f'default_scope={scope!r} is none of '
+                             f'{", ".join(_VISUALIZATION_HOOKS)}; add the hook to the config')
+        hook = dict(type=_VISUALIZATION_HOOKS[scope])
+    hook = dict(hook)
     hook['interval'] = interval
     if scope == 'mmdet':
         hook.update(draw=True, test_out_dir=show_dir)
