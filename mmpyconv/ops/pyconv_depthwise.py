@@ -26,6 +26,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from .pyconv_dispatch import memory_format_of
+
 __all__ = ['depthwise_levels', 'pyconv2d_depthwise', 'CHANNELS_LAST_MAX_GROUP_WIDTH']
 
 # On the CPU, compute a layer in channels_last when one of its levels has groups > 1 with at most
@@ -43,25 +45,17 @@ def depthwise_levels(plan) -> Tuple[bool, ...]:
 
 def _sum_channel_runs(y: torch.Tensor, runs: int) -> torch.Tensor:
     """Sum every ``y.shape[1] // runs`` consecutive channels of ``y``, keeping its layout."""
-    if y.dim() == 4 and y.is_contiguous(memory_format=torch.channels_last) \
-            and not y.is_contiguous():
+    if memory_format_of(y) == torch.channels_last:
         # In NHWC the channel runs are contiguous: reduce along the last axis, stay NHWC.
         nhwc = y.permute(0, 2, 3, 1)
         return nhwc.unflatten(-1, (runs, -1)).sum(-1).permute(0, 3, 1, 2)
     return y.unflatten(1, (runs, -1)).sum(2)
 
 
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-            and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def pyconv2d_depthwise(x: torch.Tensor, plan, weights: Sequence[torch.Tensor],
                        biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """All levels of a PyConv, each as a grouped or a depthwise conv (see the module docstring)."""
-    layout = _layout(x)
+    layout = memory_format_of(x)
     inputs = x
     if x.device.type == 'cpu' and x.dim() == 4 and layout != torch.channels_last and any(
             1 < g and plan.in_channels // g <= CHANNELS_LAST_MAX_GROUP_WIDTH

@@ -30,7 +30,7 @@ import torch
 __all__ = [
     'IMPLS', 'ENV_VAR', 'AUTO_DENSE_MAX_FLOP_RATIO', 'check_impl', 'get_default_impl',
     'set_default_impl', 'pyconv_impl', 'choose_impl', 'resolve_impl', 'dense_flop_ratio',
-    'triton_unavailable_reason', 'load_triton_impl'
+    'triton_unavailable_reason', 'load_triton_impl', 'memory_format_of'
 ]
 
 IMPLS = ('auto', 'reference', 'dense', 'depthwise', 'triton')
@@ -123,6 +123,14 @@ def choose_impl(plan, x: torch.Tensor) -> str:
     if plan.num_levels > 1 and dense_flop_ratio(plan) <= AUTO_DENSE_MAX_FLOP_RATIO:
         return 'dense'
     return 'reference'
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout an implementation hands its output back in: channels_last for a
+    channels_last tensor that is not also plain contiguous, else contiguous."""
+    return (torch.channels_last
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else
+            torch.contiguous_format)
 
 
 def resolve_impl(impl: str, plan, x: torch.Tensor) -> str:

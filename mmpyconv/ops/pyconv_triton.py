@@ -41,6 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pyconv_dispatch import memory_format_of
+
 __all__ = ['INTERPRET', 'pyconv2d_triton']
 
 INTERPRET = os.environ.get('TRITON_INTERPRET') == '1'
@@ -317,16 +319,10 @@ def _plan_of(x: torch.Tensor, kernels: Sequence[int], groups: Sequence[int],
                      tuple(dilation), x.device)
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return (torch.channels_last
-            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else
-            torch.contiguous_format)
-
-
 def _alloc(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     """An uninitialised result (the kernels write every element) in ``like``'s layout."""
     return torch.empty(shape, dtype=like.dtype, device=like.device,
-                       memory_format=_memory_format(like))
+                       memory_format=memory_format_of(like))
 
 
 def _output_size(x: torch.Tensor, kernels: Sequence[int], stride: Sequence[int],
@@ -373,7 +369,7 @@ def _fwd_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
 def _fwd_fake(x, weight, bias, kernels, groups, level_channels, stride, dilation):
     oh, ow = _output_size(x, kernels, stride, dilation)
     return torch.empty((x.shape[0], sum(level_channels), oh, ow), dtype=x.dtype, device=x.device,
-                       memory_format=_memory_format(x))
+                       memory_format=memory_format_of(x))
 
 
 @torch.library.custom_op('mmpyconv::pyconv2d_bwd_input', mutates_args=())
@@ -399,7 +395,7 @@ def _bwd_input_op(grad: torch.Tensor, weight: torch.Tensor, x: torch.Tensor, ker
 
 @_bwd_input_op.register_fake
 def _bwd_input_fake(grad, weight, x, kernels, groups, level_channels, stride, dilation):
-    return torch.empty_like(x, memory_format=_memory_format(x))
+    return torch.empty_like(x, memory_format=memory_format_of(x))
 
 
 @torch.library.custom_op('mmpyconv::pyconv2d_bwd_weight', mutates_args=())
