@@ -223,6 +223,10 @@ class Timer:
         return statistics.median(times), peak
 
 
+def _memory_format(args) -> torch.memory_format:
+    return torch.channels_last if args.memory_format == 'channels_last' else torch.contiguous_format
+
+
 def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
     if dtype is None:
         return contextlib.nullcontext()
@@ -245,8 +249,7 @@ def _error_text(e: BaseException) -> str:
 def bench_model(model: nn.Module, mode: str, dtype: Optional[torch.dtype], args,
                 timer: Timer, device: torch.device) -> Tuple[float, Optional[float]]:
     """(images/s, peak GiB) of a training step or an inference pass."""
-    memory_format = (torch.channels_last
-                     if args.memory_format == 'channels_last' else torch.contiguous_format)
+    memory_format = _memory_format(args)
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     x = x.contiguous(memory_format=memory_format)
     if mode == 'train':
@@ -274,8 +277,7 @@ def bench_model(model: nn.Module, mode: str, dtype: Optional[torch.dtype], args,
 def model_table(args, device: torch.device, timer: Timer, log) -> List[str]:
     from mmpyconv.ops.pyconv_dispatch import pyconv_impl
     source = resnet_source() if any(m.startswith('resnet') for m in args.models) else '-'
-    memory_format = (torch.channels_last
-                     if args.memory_format == 'channels_last' else torch.contiguous_format)
+    memory_format = _memory_format(args)
     # results[(model, impl)][(mode, dtype)] = (img/s, peak) or an error string
     results: Dict[Tuple[str, str], Dict[Tuple[str, str], object]] = {}
     for round_index in range(args.rounds):
@@ -366,8 +368,7 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def layer_table(args, device: torch.device, timer: Timer, log) -> List[str]:
     from mmpyconv.ops import PyConv2d
     from mmpyconv.ops.pyconv_dispatch import dense_flop_ratio
-    memory_format = (torch.channels_last
-                     if args.memory_format == 'channels_last' else torch.contiguous_format)
+    memory_format = _memory_format(args)
     batch = args.layer_batch_size
     header = ['layer', 'input', 'dense/own FLOPs', 'impl']
     for dtype_name in args.dtypes:
