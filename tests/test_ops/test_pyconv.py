@@ -148,8 +148,42 @@ def test_inside_mmcv_conv_module():
                    conv_cfg=dict(type='PyConv2d'), norm_cfg=dict(type='BN'))
     assert isinstance(m.conv, PyConv2d) and m.kernel_size == (3, 5, 7)
     assert m.groups == (1, 4, 8) and m.stride == (2, 2)
-    m.init_weights()
     assert m(torch.randn(2, 32, 8, 8)).shape == (2, 64, 4, 4)
+
+
+def test_conv_module_initialises_every_level_as_a_plain_conv():
+    """Kaiming normal (fan_out, ReLU), zero bias: what ConvModule gives a plain conv."""
+    from mmcv.cnn import ConvModule
+    torch.manual_seed(0)
+    m = ConvModule(64, 128, (3, 5, 7, 9), padding='same', groups=(1, 4, 8, 16),
+                   conv_cfg=dict(type='PyConv2d'), norm_cfg=None)
+    plain = ConvModule(64, 128, 3, padding=1, norm_cfg=None)
+
+    def std_over_kaiming(weight):
+        fan_out = weight.shape[0] * weight[0, 0].numel()
+        return weight.std().item() / (2 / fan_out)**0.5
+
+    assert std_over_kaiming(plain.conv.weight) == pytest.approx(1, abs=0.05)
+    for level in m.conv.levels:
+        assert std_over_kaiming(level.weight) == pytest.approx(1, abs=0.1), level
+        assert level.bias is not None and not level.bias.any()
+    # init_weights() starts the levels over, as mmengine calls it on a model.
+    with torch.no_grad():
+        for level in m.conv.levels:
+            level.weight.zero_()
+    m.conv.init_weights()
+    assert all(std_over_kaiming(lvl.weight) == pytest.approx(1, abs=0.1) for lvl in m.conv.levels)
+
+
+def test_padding_same():
+    from mmcv.cnn import ConvModule
+    m = ConvModule(16, 16, (3, 5), padding='same', dilation=2, groups=(1, 4),
+                   conv_cfg=dict(type='PyConv2d'))
+    assert m(torch.randn(1, 16, 9, 11)).shape == (1, 16, 9, 11)
+    with pytest.raises(ValueError, match="'same' is accepted at stride 1 only"):
+        PyConv2d(16, 16, (3, 5), stride=2, padding='same')
+    with pytest.raises(ValueError, match="padding='valid'.*by name is 'same'"):
+        PyConv2d(16, 16, (3, 5), padding='valid')
 
 
 def test_cost_matches_module_and_flop_counter():

@@ -17,8 +17,7 @@ import torch
 from mmcv.cnn import build_conv_layer
 
 from mmpyconv.models import PyConvHGResNet, PyConvResNet
-from mmpyconv.ops import PyConv2d, PyConvPlan
-from mmpyconv.ops import pyconv_dispatch as dispatch
+from mmpyconv.ops import PyConv2d, PyConvPlan, dispatch
 
 CUDA = torch.cuda.is_available()
 
@@ -118,7 +117,8 @@ def triton_device() -> str:
     if not _interpreting():
         pytest.skip('without a GPU, test_triton_in_interpreter runs this in a TRITON_INTERPRET=1 '
                     'process')
-    module = dispatch.load_triton_impl()
+    from mmpyconv.ops.impls import triton
+    module = triton.load_kernels()
     assert module is not None and module.INTERPRET
     return 'cpu'
 
@@ -163,7 +163,7 @@ def test_dense_bf16_matches_reference():
 
 def test_dense_weight_is_the_masked_pyramid():
     """Zero outside each level's centred k x k window and off its group diagonal."""
-    from mmpyconv.ops.pyconv_dense import dense_weight
+    from mmpyconv.ops.impls.dense import dense_weight
     module = _make(8, (3, 5), (1, 4), out_width=[4, 8])
     weight = dense_weight(module.plan, [lvl.weight for lvl in module.levels])
     assert weight.shape == (12, 8, 5, 5)
@@ -207,8 +207,8 @@ def test_depthwise_bf16_and_one_grouped_level():
 
 def test_depthwise_rewrites_one_output_per_group_levels(monkeypatch):
     """Which levels become depthwise convs, and that those convs really are depthwise."""
-    from mmpyconv.ops import pyconv_depthwise
-    from mmpyconv.ops.pyconv_depthwise import depthwise_levels
+    from mmpyconv.ops.impls import depthwise
+    from mmpyconv.ops.impls.depthwise import depthwise_levels
     plans = {name: _plan(kernels, groups, channels)
              for name, channels, kernels, groups in STAGE_PLANS}
     assert depthwise_levels(plans['resnet-stage1']) == (False, False, False, True)
@@ -226,7 +226,7 @@ def test_depthwise_rewrites_one_output_per_group_levels(monkeypatch):
                       x.is_contiguous(memory_format=torch.channels_last)))
         return conv2d(x, weight, bias, stride, padding, dilation, groups)
 
-    monkeypatch.setattr(pyconv_depthwise.F, 'conv2d', spy)
+    monkeypatch.setattr(depthwise.F, 'conv2d', spy)
     module = _make(64, (3, 5, 7, 9), (1, 4, 8, 16))
     module.impl = 'depthwise'
     with torch.no_grad():
@@ -238,7 +238,7 @@ def test_depthwise_rewrites_one_output_per_group_levels(monkeypatch):
 
 def test_depthwise_layout_rule_on_the_cpu(monkeypatch):
     """Which NCHW layers the CPU path computes in channels_last (timings in the module doc)."""
-    from mmpyconv.ops import pyconv_depthwise
+    from mmpyconv.ops.impls import depthwise
     conv2d = torch.nn.functional.conv2d
     layouts = []
 
@@ -246,7 +246,7 @@ def test_depthwise_layout_rule_on_the_cpu(monkeypatch):
         layouts.append(x.is_contiguous(memory_format=torch.channels_last))
         return conv2d(x, *args, **kwargs)
 
-    monkeypatch.setattr(pyconv_depthwise.F, 'conv2d', spy)
+    monkeypatch.setattr(depthwise.F, 'conv2d', spy)
 
     def channels_last_inside(width, kernels, groups):
         layouts.clear()
@@ -302,15 +302,15 @@ def test_triton_bf16_matches_reference(triton_device):
 
 def test_triton_writes_every_element(triton_device, monkeypatch):
     """Outputs and input gradients come from the kernels, not from what the buffer held."""
-    from mmpyconv.ops import pyconv_triton
-    monkeypatch.setattr(pyconv_triton, '_alloc', lambda shape, like: torch.full(
+    from mmpyconv.ops.impls import triton_kernels
+    monkeypatch.setattr(triton_kernels, '_alloc', lambda shape, like: torch.full(
         tuple(shape), float('nan'), dtype=like.dtype, device=like.device))
     module = _make(16, (3, 5), (1, 4), stride=2, device=triton_device)
     x = _input(1, 16, 9, 7, device=triton_device)
     _check_against_reference(module, 'triton', x, tol=1e-5)
 
 
-@pytest.mark.parametrize('impl', ['reference', 'dense', 'depthwise', 'triton'])
+@pytest.mark.parametrize('impl', list(dispatch.IMPLS))
 def test_autocast_bf16(impl, request):
     """Under autocast every implementation computes in bf16, as a conv does."""
     device = request.getfixturevalue('triton_device') if impl == 'triton' else 'cpu'
@@ -329,7 +329,7 @@ def test_autocast_bf16(impl, request):
 
 
 def test_impl_must_be_known():
-    choices = r"'auto', 'reference', 'dense', 'depthwise', 'triton'"
+    choices = ', '.join(repr(name) for name in dispatch.IMPL_NAMES)
     with pytest.raises(ValueError, match=r"impl='fast'.*" + choices):
         PyConv2d(16, 16, (3, 5), groups=(1, 4), impl='fast')
     with pytest.raises(ValueError, match='not a PyConv implementation'):
@@ -368,13 +368,13 @@ def test_auto_rule():
     # PyConvResNet's plans stay dense, PyConvHGResNet's (groups 32/64) per level.
     for kernels, groups in zip(PyConvResNet.default_pyconv_kernels[:3],
                                PyConvResNet.default_pyconv_groups[:3]):
-        ratio = dispatch.dense_flop_ratio(_plan(kernels, groups, 256))
+        ratio = _plan(kernels, groups, 256).dense_flop_ratio()
         assert ratio <= dispatch.AUTO_DENSE_MAX_FLOP_RATIO
         assert dispatch.choose_impl(_plan(kernels, groups, 256), _FakeInput('cuda')) == 'dense'
     for kernels, groups in zip(PyConvHGResNet.default_pyconv_kernels[:3],
                                PyConvHGResNet.default_pyconv_groups[:3]):
         assert dispatch.choose_impl(_plan(kernels, groups, 512), _FakeInput('cuda')) == 'reference'
-    assert dispatch.dense_flop_ratio(stage1) == pytest.approx(64 * 64 * 81 / (16 * (
+    assert stage1.dense_flop_ratio() == pytest.approx(64 * 64 * 81 / (16 * (
         64 * 9 + 16 * 25 + 8 * 49 + 4 * 81)))
 
 
@@ -399,7 +399,7 @@ def test_auto_exports_the_reference(monkeypatch):
 
 def test_default_impl_precedence(monkeypatch):
     calls = []
-    monkeypatch.setattr('mmpyconv.ops.pyconv.pyconv2d_dense',
+    monkeypatch.setattr('mmpyconv.ops.impls.dense.compute',
                         lambda *args: calls.append('dense') or torch.zeros(1))
     auto = PyConv2d(16, 16, (3, 5), groups=(1, 4))
     pinned = PyConv2d(16, 16, (3, 5), groups=(1, 4), impl='reference')
@@ -423,8 +423,8 @@ def test_default_impl_precedence(monkeypatch):
 def test_triton_error_off_gpu(triton_device, monkeypatch):
     if CUDA:
         pytest.skip('the kernels run on this machine')
-    from mmpyconv.ops import pyconv_triton
-    monkeypatch.setattr(pyconv_triton, 'INTERPRET', False)
+    from mmpyconv.ops.impls import triton_kernels
+    monkeypatch.setattr(triton_kernels, 'INTERPRET', False)
     module = PyConv2d(16, 16, (3, 5), groups=(1, 4), impl='triton')
     with pytest.raises(RuntimeError, match=r'impl="triton".*CUDA tensors.*TRITON_INTERPRET=1'):
         module(torch.rand(1, 16, 4, 4))
@@ -437,8 +437,8 @@ def test_import_without_triton_and_env_default():
         import torch
         assert 'triton' not in sys.modules
         sys.modules['triton'] = None  # `import triton` now fails as if it were not installed
-        from mmpyconv.ops import PyConv2d, pyconv_dispatch
-        assert pyconv_dispatch.get_default_impl() == 'dense'
+        from mmpyconv.ops import PyConv2d, dispatch
+        assert dispatch.get_default_impl() == 'dense'
         m = PyConv2d(8, 8, (3, 5), groups=(1, 4))
         x = torch.rand(1, 8, 5, 5)
         ref = torch.cat([lvl(x) for lvl in m.levels], 1)

@@ -1,39 +1,49 @@
-"""Which implementation computes a :class:`~mmpyconv.ops.PyConv2d`: the one dispatch point.
+"""Which implementation computes a PyConv: the table of them, the defaults and the rule.
 
-Implementations (all read the same per-level parameters, so checkpoints are interchangeable):
+Implementations (:mod:`mmpyconv.ops.impls`; all read the same per-level parameters, so
+checkpoints are interchangeable):
 
-* ``'reference'`` -- one grouped conv per level, outputs concatenated (``torch.cat``).
+* ``'reference'`` -- one grouped conv per level, outputs concatenated. 2D and 3D.
 * ``'dense'`` -- the level weights zero-padded to the largest kernel and expanded from grouped
-  to block-diagonal dense form, assembled on the fly; one dense conv computes every level
-  (:mod:`mmpyconv.ops.pyconv_dense`). Pure PyTorch, runs wherever convs run.
+  to block-diagonal dense form, assembled on the fly; one dense conv computes every level.
 * ``'depthwise'`` -- per level like the reference, but levels with one output channel per group
   run as a depthwise conv plus a sum, and on the CPU a layer with narrow groups runs in
-  channels_last (:mod:`mmpyconv.ops.pyconv_depthwise`). Pure PyTorch; the fastest form on CPUs.
+  channels_last. The fastest form on CPUs.
 * ``'triton'`` -- fused Triton kernels: every level in one launch, the concatenated output
-  written in place (:mod:`mmpyconv.ops.pyconv_triton`). CUDA tensors, or CPU tensors under
-  ``TRITON_INTERPRET=1`` (Triton's interpreter; for tests).
+  written in place. CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1`` (for tests).
 * ``'auto'`` -- chosen per call by :func:`choose_impl` from the device, dtype and plan.
 
-Which one a layer uses: the layer's own ``impl`` (the ``PyConv2d`` constructor argument, so
+Which one a layer uses: the layer's own ``impl`` (the constructor argument, so
 ``pyconv_cfg=dict(type='PyConv2d', impl='dense')`` in a config sets it) when it is not
 ``'auto'``; otherwise the process-wide default, which is set by :func:`pyconv_impl` (a context
 manager), :func:`set_default_impl`, or the environment variable ``MMPYCONV_PYCONV_IMPL`` read at
-import; otherwise the automatic rule.
+import; otherwise the automatic rule. Adding an implementation is adding a row to
+:data:`IMPLS`.
 """
 import contextlib
 import os
 from types import ModuleType
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
+from .impls import dense, depthwise, reference, triton
+from .plan import PyConvPlan
+
 __all__ = [
-    'IMPLS', 'ENV_VAR', 'AUTO_DENSE_MAX_FLOP_RATIO', 'check_impl', 'get_default_impl',
-    'set_default_impl', 'pyconv_impl', 'choose_impl', 'resolve_impl', 'dense_flop_ratio',
-    'triton_unavailable_reason', 'load_triton_impl', 'memory_format_of'
+    'IMPLS', 'IMPL_NAMES', 'ENV_VAR', 'AUTO_DENSE_MAX_FLOP_RATIO', 'check_impl',
+    'get_default_impl', 'set_default_impl', 'pyconv_impl', 'choose_impl', 'resolve_impl',
+    'compute'
 ]
 
-IMPLS = ('auto', 'reference', 'dense', 'depthwise', 'triton')
+# name -> module with compute(x, plan, weights, biases) and unavailable(x, plan)
+IMPLS: Dict[str, ModuleType] = {
+    'reference': reference,
+    'dense': dense,
+    'depthwise': depthwise,
+    'triton': triton,
+}
+IMPL_NAMES = ('auto', *IMPLS)
 ENV_VAR = 'MMPYCONV_PYCONV_IMPL'
 
 # 'auto' on CUDA uses the masked dense form while it costs at most this many times the
@@ -49,9 +59,9 @@ _FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 def check_impl(impl: str, what: str = 'impl') -> str:
     """``impl`` if it names an implementation; else a ValueError naming the choices."""
-    if impl not in IMPLS:
+    if impl not in IMPL_NAMES:
         raise ValueError(f'{what}={impl!r} is not a PyConv implementation; choose one of '
-                         f'{list(IMPLS)}')
+                         f'{list(IMPL_NAMES)}')
     return impl
 
 
@@ -85,16 +95,7 @@ def pyconv_impl(impl: str) -> Iterator[None]:
         set_default_impl(previous)
 
 
-def dense_flop_ratio(plan) -> float:
-    """FLOPs of the masked dense form over the PyConv's own FLOPs (1.0: nothing wasted)."""
-    kmax = max(plan.kernels)
-    dense = plan.out_channels * plan.in_channels * kmax * kmax
-    own = sum(c * (plan.in_channels // g) * k * k
-              for k, g, c in zip(plan.kernels, plan.groups, plan.level_channels))
-    return dense / own
-
-
-def choose_impl(plan, x: torch.Tensor) -> str:
+def choose_impl(plan: PyConvPlan, x: torch.Tensor) -> str:
     """The automatic rule: which implementation ``'auto'`` runs for this plan and input.
 
     * exporting to ONNX or tracing with TorchScript: ``'reference'``, so that a deployed graph
@@ -107,8 +108,10 @@ def choose_impl(plan, x: torch.Tensor) -> str:
       channels_last and 1.3-1.6x faster in NCHW, PyConvHGResNet-50 1.2x and 1.6-2x faster
       (tools/analysis/benchmark.py; the tables are in docs/speed.md). The dense form loses
       there: CPU convs are bound by arithmetic, which the masked zeros multiply.
-    * CUDA: ``'dense'`` while :func:`dense_flop_ratio` is at most
+    * CUDA: ``'dense'`` while the plan's dense FLOP ratio is at most
       :data:`AUTO_DENSE_MAX_FLOP_RATIO`, else ``'reference'``.
+    * whatever the rule picks, ``'reference'`` where that implementation cannot run the input
+      (a 3D plan, for now).
 
     The fused Triton kernels are not chosen automatically yet: they have been checked against
     the reference under Triton's interpreter only, and have no GPU timing that would justify
@@ -119,63 +122,33 @@ def choose_impl(plan, x: torch.Tensor) -> str:
     if x.dtype not in _FLOAT_TYPES or (plan.num_levels == 1 and plan.groups[0] == 1):
         return 'reference'
     if x.device.type != 'cuda':
-        return 'depthwise'
-    if plan.num_levels > 1 and dense_flop_ratio(plan) <= AUTO_DENSE_MAX_FLOP_RATIO:
-        return 'dense'
-    return 'reference'
+        choice = 'depthwise'
+    elif plan.num_levels > 1 and plan.dense_flop_ratio() <= AUTO_DENSE_MAX_FLOP_RATIO:
+        choice = 'dense'
+    else:
+        choice = 'reference'
+    return 'reference' if IMPLS[choice].unavailable(x, plan) else choice
 
 
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """The layout an implementation hands its output back in: channels_last for a
-    channels_last tensor that is not also plain contiguous, else contiguous."""
-    return (torch.channels_last
-            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else
-            torch.contiguous_format)
-
-
-def resolve_impl(impl: str, plan, x: torch.Tensor) -> str:
+def resolve_impl(impl: str, plan: PyConvPlan, x: torch.Tensor) -> str:
     """The concrete implementation for a layer asking for ``impl`` (never ``'auto'``)."""
     if impl == 'auto':
         impl = _default_impl
     if impl == 'auto':
         return choose_impl(plan, x)
-    return check_impl(impl, 'PyConv2d.impl')
+    return check_impl(impl, f'PyConv{plan.ndim}d.impl')
 
 
-_triton_module: Optional[ModuleType] = None
-_triton_import_error: Optional[str] = None
+def compute(impl: str, plan: PyConvPlan, x: torch.Tensor, weights: Sequence[torch.Tensor],
+            biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    """A PyConv's output, by the implementation that ``impl`` resolves to.
 
-
-def load_triton_impl() -> Optional[ModuleType]:
-    """Import :mod:`mmpyconv.ops.pyconv_triton` on first use; None if Triton is unusable.
-
-    Importing it is deferred so that ``import mmpyconv`` works without Triton, and so that
-    ``TRITON_INTERPRET`` (which Triton reads when the kernels are defined) can be set first.
+    Raises:
+        RuntimeError: the implementation asked for cannot run this input; says which can.
     """
-    global _triton_module, _triton_import_error
-    if _triton_module is None and _triton_import_error is None:
-        try:
-            from . import pyconv_triton
-            _triton_module = pyconv_triton
-        except ImportError as e:
-            _triton_import_error = f'{type(e).__name__}: {e}'
-    return _triton_module
-
-
-def triton_unavailable_reason(x: torch.Tensor) -> Optional[str]:
-    """Why the Triton implementation cannot run on ``x``; None when it can."""
-    module = load_triton_impl()
-    if module is None:
-        return (f'Triton cannot be imported ({_triton_import_error}); install triton (it comes '
-                'with CUDA builds of PyTorch) or use impl="dense" or "reference"')
-    if x.device.type == 'cuda':
-        return None
-    interpret = os.environ.get('TRITON_INTERPRET') == '1'
-    if x.device.type == 'cpu' and module.INTERPRET and interpret:
-        return None
-    hint = (' (TRITON_INTERPRET=1 was set after the kernels were defined; set it before '
-            'the first PyConv runs)' if interpret else '')
-    return (f'the fused Triton PyConv kernels run on CUDA tensors, got a {x.device.type} '
-            'tensor; use impl="depthwise", "dense" or "reference" there, or set '
-            'TRITON_INTERPRET=1 before the first PyConv runs to run them (slowly) through '
-            f'Triton\'s interpreter{hint}')
+    name = resolve_impl(impl, plan, x)
+    implementation = IMPLS[name]
+    reason = implementation.unavailable(x, plan)
+    if reason is not None:
+        raise RuntimeError(f'PyConv{plan.ndim}d(impl="{name}"): {reason}')
+    return implementation.compute(x, plan, weights, biases)

@@ -3,27 +3,25 @@
 Every level's ``k x k`` kernel is zero-padded to the largest kernel ``kmax`` (centred, so at any
 dilation it samples the same input pixels), and a grouped level weight ``(c, C_in/g, k, k)`` is
 expanded to its block-diagonal dense form ``(c, C_in, k, k)``. Stacking the levels gives one
-``(C_out, C_in, kmax, kmax)`` weight: a single dense conv with padding ``dilation*(kmax-1)//2``
+``(C_out, C_in, kmax, kmax)`` weight: a single dense conv with the largest level's padding
 computes all levels and writes their concatenation. It does more multiply-adds than the pyramid
-(the masked zeros), but one large conv keeps a GPU busier than several small grouped ones plus a
-concatenation. The weight is rebuilt from the parameters on every call with differentiable ops,
-so gradients land on the per-level weights.
+(the masked zeros, :meth:`~mmpyconv.ops.plan.PyConvPlan.dense_flop_ratio` times as many), but
+one large conv keeps a GPU busier than several small grouped ones plus a concatenation. The
+weight is rebuilt from the parameters on every call with differentiable ops, so gradients land
+on the per-level weights.
 """
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ['dense_weight', 'pyconv2d_dense']
+from ..plan import PyConvPlan
+
+__all__ = ['compute', 'unavailable', 'dense_weight']
 
 
-def dense_weight(plan, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The ``(C_out, C_in, kmax, kmax)`` dense weight equivalent to the level weights.
-
-    Args:
-        plan (PyConvPlan): the layer's plan.
-        weights: the level weights, ``(c_i, C_in / g_i, k_i, k_i)`` each.
-    """
+def dense_weight(plan: PyConvPlan, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ``(C_out, C_in, kmax, kmax)`` dense weight equivalent to the level weights."""
     kmax = max(plan.kernels)
     blocks = []
     for k, g, c, w in zip(plan.kernels, plan.groups, plan.level_channels, weights):
@@ -40,11 +38,17 @@ def dense_weight(plan, weights: Sequence[torch.Tensor]) -> torch.Tensor:
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
 
 
-def pyconv2d_dense(x: torch.Tensor, plan, weights: Sequence[torch.Tensor],
-                   biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+def unavailable(x: torch.Tensor, plan: PyConvPlan) -> Optional[str]:
+    if plan.ndim != 2:
+        return 'the masked dense form is implemented for 2D PyConvs only; use impl="reference"'
+    return None
+
+
+def compute(x: torch.Tensor, plan: PyConvPlan, weights: Sequence[torch.Tensor],
+            biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """All levels of a PyConv as one dense conv (see the module docstring)."""
     weight = dense_weight(plan, weights)
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+    if x.is_contiguous(memory_format=torch.channels_last):
         # A channels_last input with a contiguous weight can make cuDNN convert layouts.
         weight = weight.contiguous(memory_format=torch.channels_last)
     bias = None

@@ -27,7 +27,7 @@ Level weights are packed on the fly (differentiably) into one buffer, each level
 ``torch.library`` custom ops with a registered autograd formula and fake (meta) functions, so
 ``torch.compile`` treats them as opaque ops without graph breaks.
 
-Importing this module needs Triton; :mod:`mmpyconv.ops.pyconv_dispatch` imports it lazily.
+Importing this module needs Triton; :mod:`mmpyconv.ops.impls.triton` imports it lazily.
 ``TRITON_INTERPRET=1``, set before the import, runs the kernels on CPU tensors through Triton's
 interpreter (slow; for tests). The interpreter's ``tl.dot`` mishandles bf16 and fp16 operands
 (triton 3.8), so under it the operands are upcast to fp32 before each dot; compiled kernels use
@@ -35,13 +35,14 @@ the native 16-bit dot.
 """
 import functools
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 import triton
 import triton.language as tl
 
-from .pyconv_dispatch import memory_format_of
+from ..plan import PyConvPlan
+from .layout import memory_format_of
 
 __all__ = ['INTERPRET', 'pyconv2d_triton']
 
@@ -252,30 +253,25 @@ def _span_width(span: int) -> int:
     return min(64, max(16, triton.next_power_of_2(span)))
 
 
-class _Plan:
-    """Shapes and launch tables of one PyConv configuration, cached per device."""
+class _LaunchTables:
+    """What the kernels read about a plan (level records, work tiles), on one device."""
 
-    def __init__(self, in_channels: int, kernels: Tuple[int, ...], groups: Tuple[int, ...],
-                 level_channels: Tuple[int, ...], dilation: Tuple[int, int],
-                 device: torch.device):
-        self.num_levels = len(kernels)
-        self.out_channels = sum(level_channels)
+    def __init__(self, plan: PyConvPlan, device: torch.device):
         # Per level (8 int32, as the kernels read them): kernel, pad_h, pad_w, output channels,
         # output channels per group, input channels per group, offset of the level in the
         # concatenated output, offset of its weight in the packed buffer.
         rows, co_off, w_off = [], 0, 0
-        for k, g, c in zip(kernels, groups, level_channels):
-            cg, cing = c // g, in_channels // g
-            rows.append((k, dilation[0] * (k - 1) // 2, dilation[1] * (k - 1) // 2, c, cg, cing,
-                         co_off, w_off))
+        for i, (k, g, c) in enumerate(zip(plan.kernels, plan.groups, plan.level_channels)):
+            cg, cing = c // g, plan.in_channels // g
+            rows.append((k, *plan.padding(i), c, cg, cing, co_off, w_off))
             co_off += c
-            w_off += k * k * cing * c
+            w_off += plan.level_params(i)
         self.weight_numel = w_off
         self.levels = torch.tensor(rows, dtype=torch.int32, device=device)
 
         # Output-channel tiles of each level, with the input channels their groups read:
         # (level, first output channel within the level, input span start, input span end).
-        self.block_co = _tile_width(min(level_channels))
+        self.block_co = _tile_width(min(plan.level_channels))
         co_tiles = []
         for lvl, (k, _, _, c, cg, cing, _, _) in enumerate(rows):
             for co0 in range(0, c, self.block_co):
@@ -288,11 +284,12 @@ class _Plan:
 
         # input gradient: one program per (input-channel block, pixel block), over the output
         # channels of every level that read the block
-        self.dx_block_n = _tile_width(in_channels)
-        self.dx_blocks = _cdiv(in_channels, self.dx_block_n)
+        self.dx_block_n = _tile_width(plan.in_channels)
+        self.dx_blocks = _cdiv(plan.in_channels, self.dx_block_n)
         spans = []
         for b in range(self.dx_blocks):
-            ci0, ci1 = b * self.dx_block_n, min((b + 1) * self.dx_block_n, in_channels) - 1
+            ci0 = b * self.dx_block_n
+            ci1 = min((b + 1) * self.dx_block_n, plan.in_channels) - 1
             for (k, _, _, c, cg, cing, _, _) in rows:
                 spans.append((ci0 // cing * cg, (ci1 // cing + 1) * cg))
         self.dx_block_k = _span_width(max(hi - lo for lo, hi in spans))
@@ -307,29 +304,22 @@ class _Plan:
 
 
 @functools.lru_cache(maxsize=256)
-def _get_plan(in_channels: int, kernels: Tuple[int, ...], groups: Tuple[int, ...],
-              level_channels: Tuple[int, ...], dilation: Tuple[int, int],
-              device: torch.device) -> _Plan:
-    return _Plan(in_channels, kernels, groups, level_channels, dilation, device)
+def _launch_tables(plan: PyConvPlan, device: torch.device) -> _LaunchTables:
+    return _LaunchTables(plan, device)
 
 
 def _plan_of(x: torch.Tensor, kernels: Sequence[int], groups: Sequence[int],
-             level_channels: Sequence[int], dilation: Sequence[int]) -> _Plan:
-    return _get_plan(x.shape[1], tuple(kernels), tuple(groups), tuple(level_channels),
-                     tuple(dilation), x.device)
+             level_channels: Sequence[int], stride: Sequence[int],
+             dilation: Sequence[int]) -> PyConvPlan:
+    """The plan a custom op's arguments describe (custom ops take lists, not a plan)."""
+    return PyConvPlan(x.shape[1], tuple(kernels), tuple(groups), tuple(level_channels),
+                      tuple(stride), tuple(dilation))
 
 
 def _alloc(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     """An uninitialised result (the kernels write every element) in ``like``'s layout."""
     return torch.empty(shape, dtype=like.dtype, device=like.device,
                        memory_format=memory_format_of(like))
-
-
-def _output_size(x: torch.Tensor, kernels: Sequence[int], stride: Sequence[int],
-                 dilation: Sequence[int]) -> Tuple[int, int]:
-    k = kernels[0]
-    return tuple((size + 2 * (d * (k - 1) // 2) - d * (k - 1) - 1) // s + 1
-                 for size, s, d in zip(x.shape[2:], stride, dilation))
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
@@ -348,28 +338,29 @@ def _common(dtype: torch.dtype) -> dict:
 def _fwd_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
             kernels: List[int], groups: List[int], level_channels: List[int], stride: List[int],
             dilation: List[int]) -> torch.Tensor:
-    plan = _plan_of(x, kernels, groups, level_channels, dilation)
+    plan = _plan_of(x, kernels, groups, level_channels, stride, dilation)
+    tables = _launch_tables(plan, x.device)
     batch, _, height, width = x.shape
-    oh, ow = _output_size(x, kernels, stride, dilation)
+    oh, ow = plan.output_size(height, width)
     out = _alloc((batch, plan.out_channels, oh, ow), x)
     m = batch * oh * ow
     if m == 0:
         return out
     block_m = 64
-    grid = (plan.fwd_tiles.shape[0], _cdiv(m, block_m))
+    grid = (tables.fwd_tiles.shape[0], _cdiv(m, block_m))
     _fwd_kernel[grid](
-        x, weight, bias if bias is not None else weight, out, plan.levels, plan.fwd_tiles, m,
+        x, weight, bias if bias is not None else weight, out, tables.levels, tables.fwd_tiles, m,
         height, width, oh, ow, *x.stride(), *out.stride(), SH=stride[0], SW=stride[1],
         DH=dilation[0], DW=dilation[1], HAS_BIAS=bias is not None, BLOCK_M=block_m,
-        BLOCK_N=plan.block_co, BLOCK_K=plan.block_ci_span, **_common(x.dtype))
+        BLOCK_N=tables.block_co, BLOCK_K=tables.block_ci_span, **_common(x.dtype))
     return out
 
 
 @_fwd_op.register_fake
 def _fwd_fake(x, weight, bias, kernels, groups, level_channels, stride, dilation):
-    oh, ow = _output_size(x, kernels, stride, dilation)
-    return torch.empty((x.shape[0], sum(level_channels), oh, ow), dtype=x.dtype, device=x.device,
-                       memory_format=memory_format_of(x))
+    plan = _plan_of(x, kernels, groups, level_channels, stride, dilation)
+    return torch.empty((x.shape[0], plan.out_channels, *plan.output_size(*x.shape[2:])),
+                       dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
 
 
 @torch.library.custom_op('mmpyconv::pyconv2d_bwd_input', mutates_args=())
@@ -377,19 +368,20 @@ def _bwd_input_op(grad: torch.Tensor, weight: torch.Tensor, x: torch.Tensor, ker
                   groups: List[int], level_channels: List[int], stride: List[int],
                   dilation: List[int]) -> torch.Tensor:
     """The input gradient; ``x`` gives its shape, dtype and memory format only."""
-    plan = _plan_of(x, kernels, groups, level_channels, dilation)
+    plan = _plan_of(x, kernels, groups, level_channels, stride, dilation)
+    tables = _launch_tables(plan, x.device)
     batch, channels, height, width = x.shape
     dx = _alloc(x.shape, x)
     m = batch * height * width
     if m == 0:
         return dx
     block_m = 64
-    grid = (plan.dx_blocks, _cdiv(m, block_m))
+    grid = (tables.dx_blocks, _cdiv(m, block_m))
     _bwd_input_kernel[grid](
-        grad, weight, dx, plan.levels, plan.dx_spans, m, channels, height, width, grad.shape[2],
-        grad.shape[3], plan.num_levels, *grad.stride(), *dx.stride(), SH=stride[0],
-        SW=stride[1], DH=dilation[0], DW=dilation[1], BLOCK_M=block_m, BLOCK_N=plan.dx_block_n,
-        BLOCK_K=plan.dx_block_k, **_common(x.dtype))
+        grad, weight, dx, tables.levels, tables.dx_spans, m, channels, height, width,
+        grad.shape[2], grad.shape[3], plan.num_levels, *grad.stride(), *dx.stride(),
+        SH=stride[0], SW=stride[1], DH=dilation[0], DW=dilation[1], BLOCK_M=block_m,
+        BLOCK_N=tables.dx_block_n, BLOCK_K=tables.dx_block_k, **_common(x.dtype))
     return dx
 
 
@@ -403,24 +395,25 @@ def _bwd_weight_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, ke
                    groups: List[int], level_channels: List[int], stride: List[int],
                    dilation: List[int]) -> torch.Tensor:
     """The packed weight's gradient; ``weight`` gives its size and dtype only."""
-    plan = _plan_of(x, kernels, groups, level_channels, dilation)
+    tables = _launch_tables(_plan_of(x, kernels, groups, level_channels, stride, dilation),
+                            x.device)
     batch, _, height, width = x.shape
     oh, ow = grad.shape[2:]
     m = batch * oh * ow
-    tiles = plan.dw_tiles.shape[0]
+    tiles = tables.dw_tiles.shape[0]
     # Split the pixel sum so that the launch fills a large GPU (several programs per SM) while
     # each program still sums many pixel blocks and the fp32 partial sums stay under 64 MiB.
-    splits = max(1, min(_cdiv(m, 8 * plan.dw_block_p), _cdiv(2048, tiles),
-                        _PARTIAL_NUMEL // plan.weight_numel))
-    per_split = _cdiv(_cdiv(m, splits), plan.dw_block_p) * plan.dw_block_p
+    splits = max(1, min(_cdiv(m, 8 * tables.dw_block_p), _cdiv(2048, tiles),
+                        _PARTIAL_NUMEL // tables.weight_numel))
+    per_split = _cdiv(_cdiv(m, splits), tables.dw_block_p) * tables.dw_block_p
     splits = max(1, _cdiv(m, per_split))
-    partial = torch.zeros((splits, plan.weight_numel), dtype=torch.float32, device=x.device)
+    partial = torch.zeros((splits, tables.weight_numel), dtype=torch.float32, device=x.device)
     if m > 0:
         _bwd_weight_kernel[(tiles, splits)](
-            x, grad, partial, plan.levels, plan.dw_tiles, m, height, width, oh, ow, per_split,
-            plan.weight_numel, *x.stride(), *grad.stride(), SH=stride[0], SW=stride[1],
-            DH=dilation[0], DW=dilation[1], BLOCK_CO=plan.block_co,
-            BLOCK_CI=plan.block_ci_span, BLOCK_P=plan.dw_block_p, **_common(x.dtype))
+            x, grad, partial, tables.levels, tables.dw_tiles, m, height, width, oh, ow,
+            per_split, tables.weight_numel, *x.stride(), *grad.stride(), SH=stride[0],
+            SW=stride[1], DH=dilation[0], DW=dilation[1], BLOCK_CO=tables.block_co,
+            BLOCK_CI=tables.block_ci_span, BLOCK_P=tables.dw_block_p, **_common(x.dtype))
     return partial.sum(0).to(weight.dtype)
 
 
@@ -456,15 +449,13 @@ def pack_weights(weights: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.T
     return torch.cat([w.permute(2, 3, 1, 0).reshape(-1) for w in weights]).to(dtype)
 
 
-def pyconv2d_triton(x: torch.Tensor, plan, weights: Sequence[torch.Tensor],
+def pyconv2d_triton(x: torch.Tensor, plan: PyConvPlan, weights: Sequence[torch.Tensor],
                     biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """All levels of a PyConv through the fused kernels (differentiable in x, weights, biases).
 
     Under autocast the input and weights are cast to the autocast dtype, as a conv would be.
     """
-    if x.dim() != 4 or x.shape[1] != plan.in_channels:
-        raise ValueError(f'expected an input of shape (N, {plan.in_channels}, H, W), got '
-                         f'{tuple(x.shape)}')
+    plan.check_input(x)
     dtype = x.dtype
     if torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)

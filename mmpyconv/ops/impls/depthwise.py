@@ -26,9 +26,10 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .pyconv_dispatch import memory_format_of
+from ..plan import PyConvPlan
+from .layout import memory_format_of
 
-__all__ = ['depthwise_levels', 'pyconv2d_depthwise', 'CHANNELS_LAST_MAX_GROUP_WIDTH']
+__all__ = ['compute', 'unavailable', 'depthwise_levels', 'CHANNELS_LAST_MAX_GROUP_WIDTH']
 
 # On the CPU, compute a layer in channels_last when one of its levels has groups > 1 with at most
 # this many input channels per group (measured on a 2-core AVX2 CPU, 1 and 2 threads: NHWC won
@@ -36,7 +37,7 @@ __all__ = ['depthwise_levels', 'pyconv2d_depthwise', 'CHANNELS_LAST_MAX_GROUP_WI
 CHANNELS_LAST_MAX_GROUP_WIDTH = 16
 
 
-def depthwise_levels(plan) -> Tuple[bool, ...]:
+def depthwise_levels(plan: PyConvPlan) -> Tuple[bool, ...]:
     """Per level: whether it is computed as a depthwise conv plus a sum (one output per group,
     several inputs per group; a level with one input per group already is depthwise)."""
     return tuple(c == g and plan.in_channels // g > 1
@@ -52,12 +53,18 @@ def _sum_channel_runs(y: torch.Tensor, runs: int) -> torch.Tensor:
     return y.unflatten(1, (runs, -1)).sum(2)
 
 
-def pyconv2d_depthwise(x: torch.Tensor, plan, weights: Sequence[torch.Tensor],
-                       biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+def unavailable(x: torch.Tensor, plan: PyConvPlan) -> Optional[str]:
+    if plan.ndim != 2:
+        return 'the depthwise form is implemented for 2D PyConvs only; use impl="reference"'
+    return None
+
+
+def compute(x: torch.Tensor, plan: PyConvPlan, weights: Sequence[torch.Tensor],
+            biases: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """All levels of a PyConv, each as a grouped or a depthwise conv (see the module docstring)."""
     layout = memory_format_of(x)
     inputs = x
-    if x.device.type == 'cpu' and x.dim() == 4 and layout != torch.channels_last and any(
+    if x.device.type == 'cpu' and layout != torch.channels_last and any(
             1 < g and plan.in_channels // g <= CHANNELS_LAST_MAX_GROUP_WIDTH
             for g in plan.groups):
         inputs = x.contiguous(memory_format=torch.channels_last)
