@@ -63,8 +63,7 @@ def test_contract_outputs_and_gradients(cls, depth, channels, _):
     assert isinstance(outs, tuple) and len(outs) == 4
     for i, (out, c, reduction) in enumerate(zip(outs, channels, (4, 8, 16, 32))):
         assert out.shape == (2, c, 64 // reduction, 64 // reduction), f'stage {i}'
-    assert model.stage_channels == list(channels)
-    assert model.stage_reductions == [4, 8, 16, 32]
+    assert model.stage_channels == list(channels) and model.feat_dim == channels[-1]
     sum(o.float().pow(2).mean() for o in outs).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f'no gradient reached {missing[:5]}'
@@ -237,7 +236,6 @@ def test_output_stride_8_with_dilation():
                          out_indices=(0, 1, 2, 3))
     outs = model(torch.randn(1, 3, 64, 64))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 16), (8, 8), (8, 8), (8, 8)]
-    assert model.stage_reductions == [4, 8, 8, 8]
     for i, dilation in enumerate((1, 1, 2, 4)):
         for block in getattr(model, f'layer{i + 1}'):
             for level in block.conv2.levels:
@@ -273,8 +271,8 @@ def test_pretrained_init_cfg_and_deprecated_string(tmp_path):
 
 
 def _image_classifier(cls_name: str, depth: int):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
     channels = 512 if (cls_name, depth) in (('PyConvResNet', 18), ('PyConvResNet', 34)) else 2048
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(
@@ -292,8 +290,8 @@ def test_parameter_counts_match_the_original_networks(key):
 
 def test_flops_at_224():
     from mmengine.analysis import FlopAnalyzer
-    from mmpretrain.registry import MODELS
     from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
 
     def gflops(model):
         model.eval()
@@ -383,3 +381,32 @@ assert "mmcv._ext" not in sys.modules
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_layer_wise_lr_decay_with_mmpretrain_constructor():
+    """mmpretrain's LearningRateDecayOptimWrapperConstructor reads get_layer_depth: learning
+    rates grow by the decay rate from the stem to the head, never backwards."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+    with DefaultScope.overwrite_default_scope('mmpretrain'), torch.device('meta'):
+        model = MODELS.build(dict(
+            type='ImageClassifier', backbone=dict(type='PyConvResNet', depth=50),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=2048)))
+    decay = 0.5
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+            type='LearningRateDecayOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(optimizer=dict(type='SGD', lr=1.0, weight_decay=1e-4)),
+            paramwise_cfg=dict(layer_decay_rate=decay)))
+        groups = constructor(model).optimizer.param_groups
+    lr = {g['param_name']: g['lr'] for g in groups}
+    assert len(lr) == len(list(model.parameters()))
+    ordered = [lr[name] for name, _ in model.named_parameters()]
+    assert ordered == sorted(ordered), 'a later layer got a smaller learning rate'
+    distinct = sorted(set(ordered))
+    assert all(b == pytest.approx(a / decay) for a, b in zip(distinct, distinct[1:]))
+    assert lr['head.fc.weight'] == 1.0
+    firsts = [lr['backbone.conv1.weight']] + [
+        lr[f'backbone.layer{i}.0.conv1.weight'] for i in range(1, 5)] + [lr['head.fc.weight']]
+    assert firsts == sorted(set(firsts)), firsts  # stem < each stage < head

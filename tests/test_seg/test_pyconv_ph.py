@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmpyconv.models.decode_heads import PyConvModule, PyConvPH
+from mmpyconv.models.decode_heads import PyConvPH
 from mmpyconv.ops import PyConv2d
 
 # The original PyConvSegNet head (in_channels 2048) without its classifier.
@@ -115,10 +115,15 @@ def test_widths_kernels_norm_and_activation_configurable():
     assert out.shape == (1, 150, 7, 7)
 
 
-def test_pyconv_module_without_norm_has_biases():
-    m = PyConvModule(16, 16, (3, 5), (1, 2), norm_cfg=None, act_cfg=None)
-    assert all(lv.bias is not None for lv in m.conv.levels)
-    assert m.norm_name is None and m.activate is None
+def test_pyconvs_are_mmcv_conv_modules():
+    """The head's PyConvs are plain ConvModules holding a PyConv2d (padding 'same')."""
+    from mmcv.cnn import ConvModule
+    head = make_head(norm_cfg=None)
+    for pyconv in (head.local_context[1], head.global_context[2]):
+        assert isinstance(pyconv, ConvModule) and isinstance(pyconv.conv, PyConv2d)
+        assert pyconv.padding == 'same'
+        # Without a norm the conv gets biases, as ConvModule(bias='auto') gives a plain conv.
+        assert pyconv.norm_name is None and all(lv.bias is not None for lv in pyconv.conv.levels)
 
 
 def test_builds_from_the_mmseg_registry():
@@ -133,7 +138,7 @@ def test_builds_from_the_mmseg_registry():
     (dict(in_channels=[1024, 2048], in_index=[2, 3], input_transform='multiple_select'),
      TypeError, 'reads one feature map'),
     (dict(local_reduction=3), ValueError, 'local_reduction=3 must be a positive divisor'),
-    (dict(global_channels=510), ValueError, 'splits its 510 output channels equally over 4'),
+    (dict(global_channels=510), ValueError, 'equally over their 4 levels.*global_channels = 510'),
     (dict(pyconv_groups=(1, 4, 8, 24)), ValueError, 'divisible by its groups=24'),
     (dict(bins=0), ValueError, 'bins must be a positive int'),
     (dict(merge_kernel=2), ValueError, 'merge_kernel must be a positive odd int'),

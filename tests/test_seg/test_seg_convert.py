@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmpyconv.convert import ConversionError, segnet
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'convert', 'pyconvsegnet_to_mmseg.py')
 CONFIGS = osp.join(REPO, 'configs', 'pyconvseg')
@@ -28,7 +30,7 @@ def _load_tool():
     return module
 
 
-tool = _load_tool()
+tool = _load_tool()  # the command line; the conversion itself is mmpyconv.convert.segnet
 
 # ----------------------------------------------------------------- the reference network
 
@@ -255,16 +257,26 @@ def pyconv50_state(pyconv50):
 
 @pytest.fixture(scope='module')
 def pyconv50_targets():
-    model, _ = tool.build_target(osp.join(CONFIGS, 'ade20k.py'), 150)
+    model, _ = segnet.build_target(osp.join(CONFIGS, metafile_config('PyConvResNet-50')), 150)
     return OrderedDict((k, v.shape) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize('family,config', [
-    ('pyconvresnet', 'ade20k.py'),
-    ('pyconvhgresnet', 'ade20k_pyconvhgresnet50.py'),
-    ('resnet', 'ade20k_resnet50.py'),
+def metafile_config(backbone):
+    """The file name of the PyConvSegNet config the metafile lists for a backbone."""
+    import yaml
+    with open(osp.join(CONFIGS, 'metafile.yml')) as f:
+        models = yaml.safe_load(f)['Models']
+    (config, ) = [m['Config'] for m in models if m['Metadata']['Backbone'] == backbone
+                  and m['Metadata']['Decode Head'] == 'PyConvPH']
+    return osp.basename(config)
+
+
+@pytest.mark.parametrize('family,backbone', [
+    ('pyconvresnet', 'PyConvResNet-50'),
+    ('pyconvhgresnet', 'PyConvHGResNet-50'),
+    ('resnet', 'ResNet-50'),
 ])
-def test_converted_model_gives_the_original_logits(request, tmp_path, family, config):
+def test_converted_model_gives_the_original_logits(request, tmp_path, family, backbone):
     from mmengine.runner import load_checkpoint
     if family == 'pyconvresnet':
         ref, src = request.getfixturevalue('pyconv50')
@@ -274,7 +286,8 @@ def test_converted_model_gives_the_original_logits(request, tmp_path, family, co
         save_original(ref, src)
     dst = str(tmp_path / 'mmseg.pth')
 
-    info = tool.convert_file(src, dst)  # the config is inferred from the checkpoint
+    info = segnet.convert_segnet_file(src, dst)  # the config is inferred from the checkpoint
+    config = metafile_config(backbone)
     assert osp.basename(info['config']) == config
     assert (info['family'].lower(), info['depth'], info['num_classes']) == (family, 50, 150)
 
@@ -326,32 +339,33 @@ def test_cli_converts_and_reports(pyconv50, tmp_path):
 
 
 def test_every_key_is_accounted_for(pyconv50_state, pyconv50_targets):
-    converted = tool.convert(pyconv50_state, pyconv50_targets)
+    converted = segnet.convert_segnet(pyconv50_state, pyconv50_targets)
     assert list(converted) == list(pyconv50_targets)
 
     extra = OrderedDict(pyconv50_state, **{'pyconvhead.extra.weight': torch.zeros(1)})
-    with pytest.raises(tool.ConversionError, match=r'1 tensors with no place.*pyconvhead\.extra'):
-        tool.convert(extra, pyconv50_targets)
+    with pytest.raises(ConversionError,
+                       match=r'1 checkpoint tensors the model does not have.*pyconvhead\.extra'):
+        segnet.convert_segnet(extra, pyconv50_targets)
 
     missing = OrderedDict(pyconv50_state)
     del missing['pyconvhead.global_context.features.4.conv2_3.weight']
-    with pytest.raises(tool.ConversionError,
+    with pytest.raises(ConversionError,
                        match=r'1 model tensors missing.*global_context\.2\.conv\.levels\.2'):
-        tool.convert(missing, pyconv50_targets)
+        segnet.convert_segnet(missing, pyconv50_targets)
 
     wrong = OrderedDict(pyconv50_state)
     wrong['aux.0.weight'] = torch.zeros(256, 1024, 1, 1)
-    with pytest.raises(tool.ConversionError,
+    with pytest.raises(ConversionError,
                        match=r'another shape: auxiliary_head\.convs\.0\.conv\.weight: checkpoint '
                        r'\(256, 1024, 1, 1\), model \(256, 1024, 3, 3\)'):
-        tool.convert(wrong, pyconv50_targets)
+        segnet.convert_segnet(wrong, pyconv50_targets)
 
 
 def test_missing_batchnorm_counters_are_filled(pyconv50_state, pyconv50_targets):
     """apex's SyncBN, which the authors trained with, keeps no num_batches_tracked."""
     state = OrderedDict((k, v) for k, v in pyconv50_state.items()
                         if not k.endswith('num_batches_tracked'))
-    converted = tool.convert(state, pyconv50_targets)
+    converted = segnet.convert_segnet(state, pyconv50_targets)
     assert int(converted['decode_head.merge_context.bn.num_batches_tracked']) == 0
     assert torch.equal(converted['backbone.bn1.weight'], pyconv50_state['layer0.1.weight'])
 
@@ -366,7 +380,7 @@ def test_wrong_class_count_is_a_clear_error(pyconv50_state, tmp_path, capsys):
     assert tool.main([str(src), str(dst)]) == 2
     err = capsys.readouterr().err
     assert 'checkpoint classifies 19 classes (cls.1.weight) but' in err
-    assert 'ade20k.py has num_classes=150' in err
+    assert f"{metafile_config('PyConvResNet-50')} has num_classes=150" in err
     assert not dst.exists()
 
 

@@ -17,7 +17,7 @@ def test_tiny_cpu_run(tmp_path):
     args = ['--device', 'cpu', '--threads', '1', '--cpu-clock', 'process', '--img-size', '32',
             '--batch-size', '2', '--iters', '1', '--warmup', '0', '--dtypes', 'fp32',
             '--models', 'resnet50', 'resnet18', 'pyconvresnet18',
-            '--layer-models', 'pyconvhgresnet50',
+            '--layer-models', 'pyconvhgresnet50', 'pyconvresnet18',
             '--impls', 'reference', 'dense', 'depthwise', 'auto', '--rounds', '2',
             '--out', str(out)]
     result = subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
@@ -28,16 +28,19 @@ def test_tiny_cpu_run(tmp_path):
     assert 'models: best of 2 round-robin rounds' in text
     assert result.stderr.count('round 2/2 pyconvresnet18 impl=depthwise') == 2  # train, infer
 
-    # Per layer: stages 1-3 of PyConvHGResNet-50, every implementation plus the 3x3 conv, each
+    # Per layer: stages 1-3 of PyConvHGResNet-50 (bottlenecks) and PyConvResNet-18 (basic
+    # blocks: the PyConv is their first conv), every implementation plus the 3x3 conv, each
     # with a time; every implementation's output and gradients equal the reference's.
     layers = _rows(text, 'pyconvhgresnet50 stage')
-    assert len(layers) == 3 * 5, text
-    for cells in layers:
+    basic = _rows(text, 'pyconvresnet18 stage')
+    assert len(layers) == len(basic) == 3 * 5, text
+    assert sorted({c[1] for c in basic}) == ['128x4x4', '256x2x2', '64x8x8']
+    for cells in layers + basic:
         layer, shape, ratio, impl, ms, speedup, err = cells
         assert float(ms) > 0, cells
         if impl in ('dense', 'depthwise', 'auto'):
             assert float(err) <= 1e-4, cells
-        if impl == 'dense':  # HG's groups 32/64 waste most of the dense form's FLOPs
+        if impl == 'dense' and cells in layers:  # HG's groups 32/64: most FLOPs wasted dense
             assert float(ratio) > 16, cells
     # 32 px: the 7x7/2 stem gives 16 px and every stage halves it (its first PyConv strided).
     assert sorted({c[1] for c in layers}) == ['128x8x8', '256x4x4', '512x2x2']

@@ -17,10 +17,11 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from tool_harness import ROOT, TOOLS, load_tool, run
 
-from mmpyconv.checkpoint import (OriginalCheckpointError, convert_original_classifier,
-                                 infer_original_arch, original_layout_pre_hook)
+from mmpyconv.convert import ConversionError, convert_original_classifier, infer_original_arch
+from mmpyconv.models.backbones import original_layout_pre_hook
+
+from tool_harness import ROOT, TOOLS, load_tool, run
 
 PLANS = {
     'PyConvResNet': dict(base=64, expansion=4, groups=[[1, 4, 8, 16], [1, 4, 8], [1, 4], [1]]),
@@ -194,14 +195,14 @@ def test_every_problem_is_named():
     state['extra.weight'] = torch.zeros(3)
     del state['layer3.1.bn2.running_var']
     state['layer4.0.conv1.weight'] = torch.zeros(512, 256, 5, 5)
-    with pytest.raises(OriginalCheckpointError) as info:
+    with pytest.raises(ConversionError) as info:
         convert_original_classifier(state)
     message = str(info.value)
     assert 'PyConvResNet-18' in message
     assert 'extra.weight' in message
     assert 'backbone.layer3.1.bn2.running_var' in message
-    assert 'backbone.layer4.0.conv1.levels.0.weight: checkpoint (512, 256, 5, 5) vs ' \
-           'PyConvResNet-18 (512, 256, 3, 3)' in message
+    assert 'backbone.layer4.0.conv1.levels.0.weight: checkpoint (512, 256, 5, 5), ' \
+           'model (512, 256, 3, 3)' in message
 
 
 def test_architecture_is_read_from_the_keys():
@@ -209,13 +210,13 @@ def test_architecture_is_read_from_the_keys():
         with torch.device('meta'):
             state = OriginalNet(family, depth, 7).state_dict()
         assert infer_original_arch(state) == dict(family=family, depth=depth, num_classes=7)
-    with pytest.raises(OriginalCheckpointError, match='the checkpoint holds a PyConvResNet-18'):
+    with pytest.raises(ConversionError, match='the checkpoint holds a PyConvResNet-18'):
         convert_original_classifier(original('PyConvResNet', 18, 10).state_dict(), depth=34)
 
 
 def test_plain_resnet_is_not_taken_for_pyconv():
     import torchvision
-    with pytest.raises(OriginalCheckpointError, match='no pyramid levels'):
+    with pytest.raises(ConversionError, match='no pyramid levels'):
         infer_original_arch(torchvision.models.resnet50().state_dict())
 
 
@@ -229,14 +230,15 @@ def backbone_features_equal(backbone, net):
                                    atol=1e-4 * expected.abs().max())
 
 
-def test_pyconv_pretrained_init_loads_an_original_file(tmp_path):
+def test_deprecated_pyconv_pretrained_warns_and_still_loads(tmp_path):
     from mmpyconv.models import PyConvResNet
     net = original('PyConvResNet', 18)
     path = tmp_path / 'pyconvresnet18.pth'
     torch.save(net.state_dict(), path)
     backbone = PyConvResNet(depth=18, init_cfg=dict(type='PyConvPretrained',
                                                     checkpoint=str(path)))
-    backbone.init_weights()
+    with pytest.warns(FutureWarning, match="type='Pretrained'"):
+        backbone.init_weights()
     backbone_features_equal(backbone, net)
 
 

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import gc
 import platform
-import re
 import statistics
 import sys
 import time
@@ -43,8 +42,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMPL_CHOICES = ('reference', 'dense', 'depthwise', 'triton', 'auto')
-ARCH_PATTERN = re.compile(r'^(pyconvresnet|pyconvhgresnet|resnet)(\d+)$')
+from mmpyconv.models.arch import build_classifier, parse_arch_name
+from mmpyconv.ops import IMPL_NAMES
+
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 BASELINE = 'resnet50'
 
@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='resnet<d>, pyconvresnet<d>, pyconvhgresnet<d>; none: skip')
     parser.add_argument('--impls', nargs='+',
                         default=['reference', 'dense', 'depthwise', 'triton'],
-                        choices=IMPL_CHOICES, help='PyConv implementations to compare')
+                        choices=IMPL_NAMES, help='PyConv implementations to compare')
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
                         choices=['train', 'infer'])
@@ -108,9 +108,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.layer_batch_size is None:
         args.layer_batch_size = args.batch_size
     for name in args.models + args.layer_models:
-        if ARCH_PATTERN.match(name) is None:
-            parser.error(f'unknown model {name!r}: use resnet<depth>, pyconvresnet<depth> or '
-                         'pyconvhgresnet<depth>')
+        try:
+            parse_arch_name(name)
+        except ValueError as e:
+            parser.error(str(e))
     for name in args.layer_models:
         if name.startswith('resnet'):
             parser.error(f'--layer-models takes PyConv models, got {name!r}')
@@ -125,18 +126,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---- models ----------------------------------------------------------------------------------
 
 
-class _Classifier(nn.Module):
-    """Backbone (last stage) -> global average pooling -> linear head."""
-
-    def __init__(self, backbone: nn.Module, channels: int, num_classes: int = 1000):
-        super().__init__()
-        self.backbone = backbone
-        self.fc = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(F.adaptive_avg_pool2d(self.backbone(x)[-1], 1).flatten(1))
-
-
 def resnet_source() -> str:
     try:
         import mmpretrain.models  # noqa: F401
@@ -145,31 +134,17 @@ def resnet_source() -> str:
         return 'torchvision'
 
 
-def build_model(name: str, source: str) -> nn.Module:
-    family, depth = ARCH_PATTERN.match(name).groups()
-    depth = int(depth)
-    if family == 'resnet':
-        if source == 'mmpretrain':
-            from mmpretrain.models.backbones import ResNet
-            backbone = ResNet(depth=depth, out_indices=(3, ))
-            return _Classifier(backbone, backbone.feat_dim)
-        import torchvision
-        return getattr(torchvision.models, f'resnet{depth}')(num_classes=1000)
-    from mmpyconv.models import PyConvHGResNet, PyConvResNet
-    backbone = (PyConvResNet if family == 'pyconvresnet' else PyConvHGResNet)(depth=depth)
-    return _Classifier(backbone, backbone.stage_channels[-1])
-
-
 def pyconv_layers(name: str, img_size: int) -> List[Tuple[str, object, int]]:
-    """(label, plan, spatial size) of the stride-1 PyConv of each of stages 1-3."""
-    family, depth = ARCH_PATTERN.match(name).groups()
-    from mmpyconv.models import PyConvHGResNet, PyConvResNet
-    model = (PyConvResNet if family == 'pyconvresnet' else PyConvHGResNet)(depth=int(depth))
+    """(label, plan, spatial size) of a stride-1 PyConv of each of stages 1-3 (the second
+    block's: the first block's is strided)."""
+    from mmpyconv.ops import PyConv2d
+    model = build_classifier(name).backbone
     size = (img_size - 1) // 2 + 1  # 7x7/2 stem
     layers = []
     for i in range(3):
         size = (size - 1) // model.strides[i] + 1  # the stage's first, strided PyConv
-        conv = getattr(model, f'layer{i + 1}')[1].conv2
+        block = getattr(model, f'layer{i + 1}')[1]
+        conv = next(m for m in block.modules() if isinstance(m, PyConv2d))
         layers.append((f'{name} stage {i + 1}', conv.plan, size))
     return layers
 
@@ -275,7 +250,7 @@ def bench_model(model: nn.Module, mode: str, dtype: Optional[torch.dtype], args,
 
 
 def model_table(args, device: torch.device, timer: Timer, log) -> List[str]:
-    from mmpyconv.ops.pyconv_dispatch import pyconv_impl
+    from mmpyconv.ops import pyconv_impl
     source = resnet_source() if any(m.startswith('resnet') for m in args.models) else '-'
     memory_format = _memory_format(args)
     # results[(model, impl)][(mode, dtype)] = (img/s, peak) or an error string
@@ -285,7 +260,8 @@ def model_table(args, device: torch.device, timer: Timer, log) -> List[str]:
             impls = ['-'] if name.startswith('resnet') else args.impls
             try:
                 torch.manual_seed(0)
-                model = build_model(name, source).to(device).to(memory_format=memory_format)
+                model = build_classifier(name, resnet=source).to(device)
+                model = model.to(memory_format=memory_format)
             except Exception as e:  # noqa: BLE001 (reported in the table, the run goes on)
                 traceback.print_exc()
                 for impl in impls:
@@ -367,7 +343,6 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def layer_table(args, device: torch.device, timer: Timer, log) -> List[str]:
     from mmpyconv.ops import PyConv2d
-    from mmpyconv.ops.pyconv_dispatch import dense_flop_ratio
     memory_format = _memory_format(args)
     batch = args.layer_batch_size
     header = ['layer', 'input', 'dense/own FLOPs', 'impl']
@@ -420,7 +395,7 @@ def layer_table(args, device: torch.device, timer: Timer, log) -> List[str]:
                     log(f'{label} {impl} {dtype_name}: {cells[impl][-3:]}')
             shape = f'{plan.in_channels}x{size}x{size}'
             for impl in impls:
-                ratio = '1.00' if impl == 'conv3x3' else f'{dense_flop_ratio(plan):.1f}'
+                ratio = '1.00' if impl == 'conv3x3' else f'{plan.dense_flop_ratio():.1f}'
                 what = ('plain 3x3 conv' if impl == 'conv3x3' else
                         f'k{list(plan.kernels)} g{list(plan.groups)}')
                 lines.append(_row([f'{label} {what}', shape, ratio if impl == 'dense' else '-',
@@ -487,10 +462,12 @@ def environment(args, device: torch.device) -> List[str]:
 
 def drop_unavailable_impls(args, device: torch.device) -> List[str]:
     """Leave out 'triton' where it cannot run, and say why."""
-    from mmpyconv.ops.pyconv_dispatch import triton_unavailable_reason
+    from mmpyconv.ops.dispatch import IMPLS
+    from mmpyconv.ops.plan import PyConvPlan
     if 'triton' not in args.impls:
         return []
-    reason = triton_unavailable_reason(torch.empty(0, device=device))
+    reason = IMPLS['triton'].unavailable(torch.empty(0, device=device),
+                                          PyConvPlan.create(16, 16, (3, 5)))
     if reason is None:
         return []
     args.impls = [impl for impl in args.impls if impl != 'triton']
@@ -505,8 +482,6 @@ def main(argv=None) -> int:
     if device.type == 'cuda':
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-    import mmpyconv  # noqa: F401  (registers the PyConv modules)
-
     timer = Timer(device, args.warmup, args.iters, args.max_seconds, args.cpu_clock)
     started = time.perf_counter()
 

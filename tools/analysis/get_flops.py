@@ -11,14 +11,11 @@ by mmengine's analyzer (the convention OpenMMLab's model zoos report).
 """
 import argparse
 import os
-import re
 import sys
 from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-
-ARCH_PATTERN = re.compile(r'^(pyconvresnet|pyconvhgresnet|resnet)(\d+)$')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,35 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_arch(name: str, num_classes: int) -> nn.Module:
-    """An ImageNet classifier for an architecture name."""
-    match = ARCH_PATTERN.match(name.lower())
-    if match is None:
-        raise ValueError(f'unknown model {name!r}: give a config file (.py) or an arch '
-                         'pyconvresnet<depth>, pyconvhgresnet<depth> or resnet<depth>')
-    family, depth = match.group(1), int(match.group(2))
-    if family == 'resnet':
-        import torchvision
-        builder = getattr(torchvision.models, f'resnet{depth}', None)
-        if builder is None:
-            raise ValueError(f'torchvision has no resnet{depth}')
-        return builder(num_classes=num_classes)
-    from mmpyconv.models import PyConvHGResNet, PyConvResNet
-    cls = PyConvResNet if family == 'pyconvresnet' else PyConvHGResNet
-    backbone = cls(depth=depth)
-    return nn.Sequential(
-        _FirstOutput(backbone), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(backbone.stage_channels[-1], num_classes))
-
-
-class _FirstOutput(nn.Module):
-    """Unwraps a backbone's one-element output tuple."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x):
-        return self.backbone(x)[-1]
+    """An ImageNet classifier for an architecture name (torchvision's for resnet<depth>)."""
+    from mmpyconv.models.arch import build_classifier
+    return build_classifier(name, num_classes, resnet='torchvision')
 
 
 def build_config_model(path: str, cfg_options: Sequence[str]) -> nn.Module:

@@ -8,7 +8,7 @@ their training script saves it: {'state_dict': ...} with 'module.' prefixes). Th
 mmpretrain ImageClassifier checkpoint (backbone.*, head.fc.*) for the matching config, e.g.
 configs/pyconvresnet/pyconvresnet50_8xb32_in1k.py. The architecture is read from the keys and
 shapes; every tensor must find its place and shape, otherwise nothing is written and the error
-lists what did not fit (exit status 2). See mmpyconv/checkpoint.py for the key mapping.
+lists what did not fit (exit status 2). The mapping: mmpyconv/convert/classifier.py.
 """
 import argparse
 import os
@@ -17,8 +17,8 @@ import sys
 
 import torch
 
-from mmpyconv.checkpoint import (OriginalCheckpointError, convert_original_classifier,
-                                 extract_state_dict)
+from mmpyconv.convert import ConversionError, convert_original_classifier, extract_state_dict
+from mmpyconv.convert.classifier import FAMILIES
 from mmpyconv.version import __version__
 
 
@@ -28,9 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         'checkpoint.')
     parser.add_argument('src', help="the authors' checkpoint (.pth / .pth.tar)")
     parser.add_argument('dst', help='output mmpretrain checkpoint (.pth)')
-    parser.add_argument('--family', choices=['PyConvResNet', 'PyConvHGResNet'],
+    parser.add_argument('--family', choices=sorted(FAMILIES),
                         help='expected network family (checked). Default: read from the keys')
-    parser.add_argument('--depth', type=int, choices=[18, 34, 50, 101, 152],
+    parser.add_argument('--depth', type=int,
+                        choices=sorted({d for cls in FAMILIES.values() for d in cls.arch_settings}),
                         help='expected depth (checked). Default: read from the keys')
     return parser.parse_args(argv)
 
@@ -46,14 +47,13 @@ def main(argv=None) -> int:
         checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
         converted, arch = convert_original_classifier(
             extract_state_dict(checkpoint), family=args.family, depth=args.depth)
-    except (OriginalCheckpointError, pickle.UnpicklingError, RuntimeError, ValueError) as e:
+    except (ConversionError, pickle.UnpicklingError, RuntimeError, ValueError) as e:
         print(f'error: {args.src}: {e}', file=sys.stderr)
         return 2
     name = f'{arch["family"]}-{arch["depth"]}'
     meta = dict(converted_from=os.path.abspath(args.src), architecture=name,
                 num_classes=arch['num_classes'], mmpyconv_version=__version__)
-    out_dir = os.path.dirname(os.path.abspath(args.dst))
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     torch.save(dict(meta=meta, state_dict=converted), args.dst)
     print(f'converted {name} ({len(converted)} tensors, {arch["num_classes"]} classes) '
           f'to {args.dst}')

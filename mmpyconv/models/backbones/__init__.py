@@ -1,3 +1,10 @@
+from .original_layout import is_original_layout, original_layout_pre_hook, remap_original_keys
 from .pyconv_resnet import PyConvBasicBlock, PyConvBottleneck, PyConvHGResNet, PyConvResNet
 
-__all__ = ['PyConvResNet', 'PyConvHGResNet', 'PyConvBasicBlock', 'PyConvBottleneck']
+# The PyConv backbone families, each with its arch table (``arch_settings``).
+FAMILIES = (PyConvResNet, PyConvHGResNet)
+
+__all__ = [
+    'FAMILIES', 'PyConvResNet', 'PyConvHGResNet', 'PyConvBasicBlock', 'PyConvBottleneck',
+    'is_original_layout', 'remap_original_keys', 'original_layout_pre_hook'
+]

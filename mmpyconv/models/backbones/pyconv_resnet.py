@@ -11,6 +11,8 @@ Stage plans (kernels / groups per pyramid level):
 Module names follow the original networks (``conv1``, ``bn1``, ``layer{1-4}.{j}.conv{1-3}``,
 ``downsample.{0,1,2}``), so their checkpoints map onto these modules level by level.
 """
+import math
+import re
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -23,7 +25,7 @@ from mmengine.model.weight_init import constant_init
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...checkpoint import original_layout_pre_hook
+from .original_layout import original_layout_pre_hook
 
 __all__ = ['PyConvBasicBlock', 'PyConvBottleneck', 'PyConvResNet', 'PyConvHGResNet']
 
@@ -218,7 +220,13 @@ class PyConvResNet(BaseModule):
         pretrained (str, optional): Deprecated, use ``init_cfg=dict(type='Pretrained',
             checkpoint=...)``. Accepted because mmseg's EncoderDecoder passes it.
         init_cfg (dict | list[dict], optional): Initialization config. Default: Kaiming normal
-            (fan_out) for convs, 1/0 for norms, as the original.
+            (fan_out) for convs, 1/0 for norms, as the original. A checkpoint in the authors'
+            layout loads as it is through ``dict(type='Pretrained', checkpoint=...)``.
+
+    Attributes:
+        stage_channels (list[int]): Output width of every stage.
+        feat_dim (int): Output width of the last stage (what a classifier head takes), as
+            mmpretrain's ResNet has it.
 
     Example:
         >>> import torch
@@ -344,20 +352,39 @@ class PyConvResNet(BaseModule):
             self.res_layers.append(layer_name)
             self.stage_channels.append(out_channels)
             channels = out_channels
+        self.feat_dim = channels
         self._freeze_stages()
 
     @property
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
 
-    @property
-    def stage_reductions(self) -> List[int]:
-        """Output stride of every stage (input size / stage output size)."""
-        reduction, result = 2, []
-        for stride in self.strides:
-            reduction *= stride
-            result.append(reduction)
-        return result
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer id of a parameter, and the number of layers, for layer-wise lr decay.
+
+        mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` asks this (through the
+        classifier's ``get_layer_depth``) and scales the learning rate of layer ``i`` of ``n`` by
+        ``decay ** (n - i - 1)``. The stem is layer 0; each stage counts one layer per run of as
+        many blocks as the first stage has (so PyConvResNet-50's stages give 1, 2, 2, 1 layers,
+        -101's 1, 2, 8, 1); parameters outside the backbone (the head) are the last layer.
+
+        Args:
+            param_name (str): Name of the parameter, including ``prefix``.
+            prefix (str): What precedes the backbone's own names, e.g. ``'backbone.'``.
+
+        Returns:
+            tuple[int, int]: The layer id of the parameter and the number of layers.
+        """
+        chunk = self.stage_blocks[0]
+        stage_layers = [math.ceil(blocks / chunk) for blocks in self.stage_blocks]
+        num_layers = 1 + sum(stage_layers) + 1
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        match = re.match(r'layer(\d+)\.(\d+)\.', param_name[len(prefix):])
+        if match is None:
+            return 0, num_layers
+        stage, block = int(match[1]) - 1, int(match[2])
+        return 1 + sum(stage_layers[:stage]) + block // chunk, num_layers
 
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
         self.conv1 = build_conv_layer(
@@ -455,9 +482,8 @@ class PyConvHGResNet(PyConvResNet):
         (1, 2048, 2, 2)
     """
     arch_settings = {
-        50: (PyConvBottleneck, (3, 4, 6, 3)),
-        101: (PyConvBottleneck, (3, 4, 23, 3)),
-        152: (PyConvBottleneck, (3, 8, 36, 3)),
+        depth: setting
+        for depth, setting in PyConvResNet.arch_settings.items() if setting[0] is PyConvBottleneck
     }
     default_base_channels = 128
     default_expansion = 2

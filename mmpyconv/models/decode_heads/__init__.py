@@ -1,4 +1,4 @@
 """mmseg decode heads. Imports mmseg, so ``import mmpyconv`` does not load this package."""
-from .pyconv_ph import PyConvModule, PyConvPH
+from .pyconv_ph import PyConvPH
 
-__all__ = ['PyConvPH', 'PyConvModule']
+__all__ = ['PyConvPH']

@@ -14,86 +14,19 @@ This module imports mmseg: ``import mmpyconv`` never loads it. Segmentation conf
 ``custom_imports=dict(imports=['mmpyconv', 'mmpyconv.models.decode_heads'])`` (the configs of
 ``configs/pyconvseg`` also import ``mmpyconv.datasets.seg_transforms`` for ``CheckSegMap``).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn import ConvModule, build_activation_layer, build_conv_layer, build_norm_layer
-from mmengine.model.weight_init import constant_init, kaiming_init
+from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
-__all__ = ['PyConvPH', 'PyConvModule']
+__all__ = ['PyConvPH']
 
 ConfigType = Dict
-# Activations without an ``inplace`` argument (the same list as mmcv's ConvModule).
-_NO_INPLACE = ('Tanh', 'PReLU', 'Sigmoid', 'HSigmoid', 'Swish', 'GELU')
-
-
-class PyConvModule(nn.Module):
-    """PyConv -> norm -> activation, laid out like mmcv's ``ConvModule``.
-
-    ``ConvModule`` cannot hold a :class:`~mmpyconv.ops.PyConv2d` (it reads ``kernel_size``,
-    ``stride`` and ``groups`` off its conv, which a pyramid of levels has one of per level), so
-    this module bundles the three layers itself, under ``ConvModule``'s attribute names (``conv``,
-    the norm's abbreviation such as ``bn`` or ``gn``, ``activate``).
-
-    Args:
-        in_channels (int): Input channels.
-        out_channels (int): Output channels, split equally over the pyramid levels.
-        kernels (Sequence[int]): Kernel size of every level.
-        groups (Sequence[int]): Groups of every level.
-        pyconv_cfg (dict): Config of the PyConv layer. Default: ``dict(type='PyConv2d')``.
-        norm_cfg (dict, optional): Norm config; None for no norm. Default: ``dict(type='BN')``.
-        act_cfg (dict, optional): Activation config; None for none. Default:
-            ``dict(type='ReLU')``.
-    """
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernels: Sequence[int],
-                 groups: Sequence[int],
-                 pyconv_cfg: ConfigType = dict(type='PyConv2d'),
-                 norm_cfg: Optional[ConfigType] = dict(type='BN'),
-                 act_cfg: Optional[ConfigType] = dict(type='ReLU')):
-        super().__init__()
-        kernels, groups = tuple(kernels), tuple(groups)
-        if out_channels % len(kernels):
-            raise ValueError(
-                f'the head\'s PyConv splits its {out_channels} output channels equally over '
-                f'{len(kernels)} levels (kernels {list(kernels)}); use a width divisible by '
-                f'{len(kernels)}')
-        cfg = dict(kernel_size=kernels, groups=groups,
-                   level_channels=[out_channels // len(kernels)] * len(kernels),
-                   bias=norm_cfg is None)
-        cfg.update(pyconv_cfg)
-        self.conv = build_conv_layer(cfg, in_channels, out_channels)
-        self.norm_name = None
-        if norm_cfg is not None:
-            self.norm_name, norm = build_norm_layer(norm_cfg, out_channels)
-            self.add_module(self.norm_name, norm)
-        self.activate = None
-        if act_cfg is not None:
-            act_cfg = dict(act_cfg)
-            if act_cfg['type'] not in _NO_INPLACE:
-                act_cfg.setdefault('inplace', True)
-            self.activate = build_activation_layer(act_cfg)
-        for level in self.conv.modules():
-            if isinstance(level, nn.Conv2d):
-                kaiming_init(level, nonlinearity='relu')
-        if self.norm_name is not None:
-            constant_init(getattr(self, self.norm_name), 1, bias=0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.norm_name is not None:
-            x = getattr(self, self.norm_name)(x)
-        if self.activate is not None:
-            x = self.activate(x)
-        return x
 
 
 @MODELS.register_module()
@@ -154,6 +87,18 @@ class PyConvPH(BaseDecodeHead):
             raise ValueError(f'bins must be a positive int, got {bins!r}')
         if merge_kernel < 1 or merge_kernel % 2 == 0:
             raise ValueError(f'merge_kernel must be a positive odd int, got {merge_kernel}')
+        num_levels = len(pyconv_kernels)
+        for width, what in ((self.in_channels // local_reduction, 'in_channels // local_reduction'),
+                            (global_channels, 'global_channels')):
+            if width % num_levels:
+                raise ValueError(
+                    f'the head\'s PyConvs split their width equally over their {num_levels} '
+                    f'levels (kernels {list(pyconv_kernels)}), but {what} = {width}; use a '
+                    f'width divisible by {num_levels}')
+        for key in ('kernel_size', 'groups', 'level_channels', 'padding'):
+            if key in pyconv_cfg:
+                raise ValueError(f'pyconv_cfg sets {key!r}, which the head decides: use its '
+                                 'pyconv_kernels / pyconv_groups instead')
         self.local_reduction = local_reduction
         self.local_channels = local_channels
         self.global_channels = global_channels
@@ -166,10 +111,13 @@ class PyConvPH(BaseDecodeHead):
                               conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
                               act_cfg=self.act_cfg)
 
-        def pyconv(channels: int) -> PyConvModule:
-            return PyConvModule(channels, channels, self.pyconv_kernels, self.pyconv_groups,
-                                pyconv_cfg=pyconv_cfg, norm_cfg=self.norm_cfg,
-                                act_cfg=self.act_cfg)
+        def pyconv(channels: int) -> ConvModule:
+            # Equal widths per level, as the original head has (not the backbone's split).
+            widths = [channels // num_levels] * num_levels
+            return ConvModule(channels, channels, self.pyconv_kernels, padding='same',
+                              groups=self.pyconv_groups,
+                              conv_cfg=dict(pyconv_cfg, level_channels=widths),
+                              norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
 
         local_mid = self.in_channels // local_reduction
         self.local_context = nn.Sequential(
