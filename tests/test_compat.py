@@ -70,13 +70,23 @@ def test_fix_installed_writes_placeholder_package(tmp_path):
 
 
 def test_patch_is_a_no_op_without_mmaction(tmp_path):
+    """Where mmaction2 cannot be found, nothing is patched; the same broken package, once
+    visible, is (so the first half cannot pass by accident)."""
+    make_broken_mmaction(tmp_path)
     result = run('''
         import importlib.util, sys
+        real = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == 'mmaction' else real(name, *a)
+        import mmpyconv
         from mmpyconv.compat import patch_mmaction_drn
-        if importlib.util.find_spec('mmaction') is None:
-            assert patch_mmaction_drn() is False
+        assert 'mmaction.models.localizers.drn' not in sys.modules
+        assert patch_mmaction_drn() is False
+        importlib.util.find_spec = real
+        assert patch_mmaction_drn() is True
+        assert 'mmaction.models.localizers.drn' in sys.modules
+        print('ok')
         ''', tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr
 
 
 @pytest.mark.parametrize('module', ['mmpretrain.models', 'mmdet.models', 'mmseg.models',

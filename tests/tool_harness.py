@@ -117,3 +117,18 @@ def load_tool(relpath: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def markdown_rows(text: str) -> List[Dict[str, str]]:
+    """Every body row of every markdown table in ``text``, as {column header: cell}."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if not line.startswith('|'):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if header is None:
+            header = cells
+        elif not set(line) <= set('|:- '):
+            rows.append(dict(zip(header, cells)))
+    return rows

@@ -15,9 +15,19 @@ import argparse
 import sys
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules; patches mmaction2's import)
-from mmpyconv.runner_utils import (add_dump_results, add_launch_args, add_visualization,
-                                   apply_common_args, apply_tta, build_runner, load_config,
-                                   parse_launch_args, preflight, run_tool, setup_launcher)
+from mmpyconv.runner import (
+    add_dump_results,
+    add_launch_args,
+    add_visualization,
+    apply_common_args,
+    apply_tta,
+    build_runner,
+    load_config,
+    parse_launch_args,
+    preflight,
+    run_tool,
+    setup_launcher,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

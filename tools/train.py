@@ -14,8 +14,16 @@ import argparse
 import sys
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules; patches mmaction2's import)
-from mmpyconv.runner_utils import (add_launch_args, apply_common_args, build_runner, load_config,
-                                   parse_launch_args, preflight, run_tool, setup_launcher)
+from mmpyconv.runner import (
+    add_launch_args,
+    apply_common_args,
+    build_runner,
+    load_config,
+    parse_launch_args,
+    preflight,
+    run_tool,
+    setup_launcher,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,9 +12,10 @@ import textwrap
 
 import pytest
 import torch
-from tool_harness import TOOLS, load_tool, run, write_config
 
-from mmpyconv.runner_utils import UsageError
+from mmpyconv.runner import UsageError
+
+from tool_harness import TOOLS, load_tool, run, write_config
 
 train_tool = load_tool('train.py')
 test_tool = load_tool('test.py')
@@ -129,7 +130,7 @@ def test_config_file_typo(tmp_path, test_config, work_dir, text, fragments):
 
 def test_shipped_tiny_config_has_no_false_alarm(test_config):
     """The checks pass on a good config (they would refuse everything if they were wrong)."""
-    from mmpyconv.runner_utils import apply_common_args, load_config, preflight
+    from mmpyconv.runner import apply_common_args, load_config, preflight
     cfg = load_config(test_config)
     apply_common_args(cfg, test_config, None, 'none')
     preflight(cfg, test_config, ['train_dataloader', 'val_dataloader'])

@@ -5,6 +5,7 @@ import pickle
 import re
 
 import pytest
+
 from tool_harness import CLASSES, EPOCHS, ITERS_PER_EPOCH, VAL_PER_CLASS, log_records, ok, tool
 
 
@@ -99,7 +100,7 @@ def test_show_dir_switches_on_each_toolbox_hook(scope, switch, folder, tmp_path)
     from mmengine.config import Config
     from mmengine.registry import HOOKS, VISUALIZERS, init_default_scope
 
-    from mmpyconv.runner_utils import add_visualization
+    from mmpyconv.runner import add_visualization
     visualizers = dict(mmpretrain='UniversalVisualizer', mmdet='DetLocalVisualizer',
                        mmseg='SegLocalVisualizer', mmaction='ActionVisualizer')
     cfg = Config(dict(default_scope=scope, visualizer=dict(type=visualizers[scope])))

@@ -12,7 +12,7 @@ import sys
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules)
 from mmpyconv.compat import allow_mmengine_checkpoints
-from mmpyconv.runner_utils import UsageError, build_model, check_checkpoint, load_config, run_tool
+from mmpyconv.runner import UsageError, build_model, check_checkpoint, load_config, run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:

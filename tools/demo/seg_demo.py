@@ -3,10 +3,11 @@
     python tools/demo/seg_demo.py IMAGE CONFIG CHECKPOINT --out overlay.png
                                   [--opacity 0.5] [--device cpu] [--cfg-options KEY=VALUE ...]
 
-The image goes through the config's test pipeline (``test_dataloader``) and model (sliding-window or whole-image
-inference, as the config says). Colours come from the checkpoint's ``dataset_meta`` (what mmseg
-training and tools/convert/pyconvsegnet_to_mmseg.py store), else from the config's test dataset,
-else from a fixed random palette. The classes found and their pixel shares are printed.
+The image goes through the config's test pipeline (``test_dataloader``) and model
+(sliding-window or whole-image inference, as the config says). Colours come from the
+checkpoint's ``dataset_meta`` (what mmseg training and tools/convert/pyconvsegnet_to_mmseg.py
+store), else from the config's test dataset, else from a fixed random palette. The classes
+found and their pixel shares are printed.
 
 A checkpoint that does not fit the config's model (another network, or another number of
 classes) stops the demo with a message saying so (exit status 2), before anything is written.
@@ -19,8 +20,14 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import mmpyconv  # noqa: F401  (registers mmpyconv's modules)
-from mmpyconv.runner_utils import (DictAction, UsageError, build_model, check_checkpoint,
-                                   load_config, run_tool)
+from mmpyconv.runner import (
+    DictAction,
+    UsageError,
+    build_model,
+    check_checkpoint,
+    load_config,
+    run_tool,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
