@@ -1,5 +1,4 @@
 # PyConvHGResNet-101 on ImageNet-1k, the authors' recipe (see pyconvhgresnet50_8xb32_in1k.py).
 _base_ = './pyconvhgresnet50_8xb32_in1k.py'
-custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 model = dict(backbone=dict(depth=101))

@@ -6,5 +6,4 @@ _base_ = [
     '../_base_/schedules/imagenet_bs256_90e_pyconv.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 default_scope = 'mmpretrain'

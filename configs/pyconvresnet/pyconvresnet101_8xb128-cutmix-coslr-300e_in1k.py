@@ -1,5 +1,4 @@
 # PyConvResNet-101 with the authors' stronger recipe (see the PyConvResNet-50 config).
 _base_ = './pyconvresnet50_8xb128-cutmix-coslr-300e_in1k.py'
-custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 model = dict(backbone=dict(depth=101))

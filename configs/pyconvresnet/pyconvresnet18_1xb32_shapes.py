@@ -7,7 +7,6 @@ _base_ = [
     '../_base_/models/pyconvresnet50.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 num_classes = 6

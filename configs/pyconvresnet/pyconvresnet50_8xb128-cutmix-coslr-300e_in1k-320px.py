@@ -2,7 +2,6 @@
 # authors report it). The short side is resized to 366 = 320 / 0.875, the same crop ratio as
 # 256 -> 224; the authors do not state their resize for this test.
 _base_ = './pyconvresnet50_8xb128-cutmix-coslr-300e_in1k.py'
-custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 test_pipeline = [

@@ -7,7 +7,6 @@ _base_ = [
     '../_base_/schedules/imagenet_bs1024_300e_coslr_amp_pyconv.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 # CutMix on every batch, Beta(1, 1) box areas (the CutMix paper's ImageNet setting; the PyConv

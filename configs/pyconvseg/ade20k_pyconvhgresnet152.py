@@ -1,6 +1,2 @@
-# PyConvSegNet on ADE20K with PyConvHGResNet-152 (wider stages, high grouping; its stages have the
-# same output widths as PyConvResNet's, so the heads are unchanged); otherwise as ade20k.py.
-_base_ = './ade20k.py'
-pretrained = 'checkpoints/pyconvhgresnet152.pth'
-model = dict(
-    backbone=dict(type='PyConvHGResNet', depth=152, init_cfg=dict(checkpoint=pretrained)))
+# Old name of the config below, kept so that existing commands keep working.
+_base_ = './pyconvsegnet_pyconvhgresnet152-d8_4xb4-126k_ade20k-473x473.py'

@@ -1,4 +1,2 @@
-# PyConvSegNet on ADE20K with PyConvResNet-101; everything else as ade20k.py.
-_base_ = './ade20k.py'
-pretrained = 'checkpoints/pyconvresnet101.pth'
-model = dict(backbone=dict(depth=101, init_cfg=dict(checkpoint=pretrained)))
+# Old name of the config below, kept so that existing commands keep working.
+_base_ = './pyconvsegnet_pyconvresnet101-d8_4xb4-126k_ade20k-473x473.py'

@@ -1,4 +1,2 @@
-# PyConvSegNet on ADE20K with a plain ResNet-101 backbone; otherwise as ade20k_resnet50.py.
-_base_ = './ade20k_resnet50.py'
-model = dict(
-    backbone=dict(depth=101, init_cfg=dict(checkpoint='torchvision://resnet101')))
+# Old name of the config below, kept so that existing commands keep working.
+_base_ = './pyconvsegnet_r101-d8_4xb4-126k_ade20k-473x473.py'

@@ -1,20 +1,40 @@
-"""The ImageNet configs: they load, carry the authors' recipes, build their models, pass the
-tools' checks, and agree with their metafiles and READMEs."""
+"""The ImageNet configs against their metafiles, the one list of them: each entry's config has
+the entry's name, backbone, parameter count and its collection's recipe, and builds; every depth
+of a backbone's arch table has a config; the READMEs state the metafiles' numbers; the configs
+pass the tools' checks."""
 import glob
+import inspect
 import os
 import re
+from typing import Dict, List
 
 import pytest
 import torch
 import yaml
 from mmengine.config import Config
-from tool_harness import ROOT
+
+from tool_harness import ROOT, markdown_rows
 
 FAMILIES = ('pyconvresnet', 'pyconvhgresnet')
 CONFIGS = sorted(p for family in FAMILIES
                  for p in glob.glob(os.path.join(ROOT, 'configs', family, '*.py')))
 IMAGENET = [p for p in CONFIGS if p.endswith(('_in1k.py', '-320px.py'))]
-NAME = re.compile(r'^(pyconv(?:hg)?resnet)(\d+)_8xb(\d+)(-cutmix-coslr-300e)?_in1k(-320px)?$')
+# OpenMMLab config names: {backbone}{depth}_{GPUs}xb{batch per GPU}[-{recipe}]_{dataset}[-{test
+# crop}px], as mmpretrain names its configs.
+NAME = re.compile(r'^(?P<backbone>[a-z]+)(?P<depth>\d+)_(?P<gpus>\d+)xb(?P<batch>\d+)'
+                  r'(?:-(?P<recipe>[\w-]+?))?_(?P<dataset>in1k)(?:-(?P<crop>\d+)px)?$')
+DATASETS = {'in1k': 'ImageNet-1k'}  # mmpretrain's short dataset names
+# What each metafile training technique means in a config; a config uses exactly its
+# collection's.
+TECHNIQUES = {
+    'SGD with Momentum': lambda cfg: (cfg.optim_wrapper.optimizer.type == 'SGD'
+                                      and cfg.optim_wrapper.optimizer.momentum > 0),
+    'Weight Decay': lambda cfg: cfg.optim_wrapper.optimizer.weight_decay > 0,
+    'CutMix': lambda cfg: cfg.model.get('train_cfg', {}).get('augments', {}).get(
+        'type') == 'CutMix',
+    'Cosine Annealing': lambda cfg: cfg.param_scheduler.type == 'CosineAnnealingLR',
+    'Mixed Precision Training': lambda cfg: cfg.optim_wrapper.get('type') == 'AmpOptimWrapper',
+}
 
 
 def load(path):
@@ -25,66 +45,25 @@ def pipeline_types(pipeline):
     return [t['type'] for t in pipeline]
 
 
-def test_every_depth_has_a_config():
-    names = {os.path.basename(p)[:-3] for p in IMAGENET}
-    for depth in (18, 34, 50, 101, 152):
-        assert f'pyconvresnet{depth}_8xb32_in1k' in names
-    for depth in (50, 101, 152):
-        assert f'pyconvhgresnet{depth}_8xb32_in1k' in names
-    for depth in (50, 101):
-        assert f'pyconvresnet{depth}_8xb128-cutmix-coslr-300e_in1k' in names
-        assert f'pyconvresnet{depth}_8xb128-cutmix-coslr-300e_in1k-320px' in names
-
-
-@pytest.mark.parametrize('path', IMAGENET, ids=os.path.basename)
-def test_imagenet_recipe(path):
-    cfg = load(path)
-    family, depth, batch, strong, px320 = NAME.match(os.path.basename(path)[:-3]).groups()
-    assert cfg.custom_imports == dict(imports=['mmpyconv'], allow_failed_imports=False)
-    assert cfg.default_scope == 'mmpretrain'
-    backbone = cfg.model.backbone
-    assert backbone.type == {'pyconvresnet': 'PyConvResNet',
-                             'pyconvhgresnet': 'PyConvHGResNet'}[family]
-    assert backbone.depth == int(depth)
-    assert cfg.model.head.num_classes == 1000
-    assert cfg.model.head.in_channels == (512 if int(depth) < 50 else 2048)
-    assert cfg.train_dataloader.batch_size == int(batch)
-    assert cfg.train_dataloader.dataset.type == 'ImageNet'
-
-    optimizer = cfg.optim_wrapper.optimizer
-    assert (optimizer.type, optimizer.momentum, optimizer.weight_decay) == ('SGD', 0.9, 1e-4)
-    train = cfg.train_dataloader.dataset.pipeline
-    assert pipeline_types(train) == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip',
-                                     'PackInputs']
-    assert train[1].scale == 224
-    test = cfg.test_dataloader.dataset.pipeline
-    assert pipeline_types(test) == ['LoadImageFromFile', 'ResizeEdge', 'CenterCrop',
-                                    'PackInputs']
-    assert cfg.val_dataloader.dataset.pipeline == test
-    assert (test[1].scale, test[2].crop_size) == ((366, 320) if px320 else (256, 224))
-    assert cfg.tta_pipeline[2].crop_size == test[2].crop_size
-
-    if strong:
-        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-        assert optimizer.lr == 0.4 and cfg.auto_scale_lr.base_batch_size == 1024 == 8 * 128
-        assert cfg.param_scheduler.type == 'CosineAnnealingLR'
-        assert cfg.param_scheduler.T_max == 300 == cfg.train_cfg.max_epochs
-        assert cfg.model.train_cfg.augments.type == 'CutMix'
-        assert cfg.model.head.loss.use_soft
-    else:
-        assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
-        assert optimizer.lr == 0.1 and cfg.auto_scale_lr.base_batch_size == 256 == 8 * 32
-        assert cfg.param_scheduler.type == 'MultiStepLR'
-        assert cfg.param_scheduler.milestones == [30, 60, 80]
-        assert cfg.param_scheduler.gamma == 0.1 and cfg.train_cfg.max_epochs == 90
-
-
-def metafile_models():
-    models = []
+def metafiles() -> List[dict]:
+    found = []
     for family in FAMILIES:
         with open(os.path.join(ROOT, 'configs', family, 'metafile.yml')) as f:
-            models += yaml.safe_load(f)['Models']
-    return models
+            found.append(yaml.safe_load(f))
+    return found
+
+
+def metafile_models() -> List[dict]:
+    return [model for meta in metafiles() for model in meta['Models']]
+
+
+COLLECTIONS = {c['Name']: c for meta in metafiles() for c in meta['Collections']}
+
+
+def name_parts(model: dict) -> Dict[str, str]:
+    match = NAME.match(model['Name'])
+    assert match, f"{model['Name']} is not an OpenMMLab-style config name"
+    return match.groupdict()
 
 
 def test_metafiles_cover_the_configs():
@@ -94,11 +73,80 @@ def test_metafiles_cover_the_configs():
         assert m['Name'] == os.path.basename(m['Config'])[:-3]
 
 
+def test_every_depth_has_a_config():
+    """Each backbone's collection (the authors' default recipe) has every depth of the
+    backbone's arch table."""
+    from mmengine.registry import MODELS
+    depths = {}  # {backbone: {depth: [collection, ...]}}
+    for model in metafile_models():
+        backbone = load(os.path.join(ROOT, model['Config'])).model.backbone
+        depths.setdefault(backbone.type, {}).setdefault(backbone.depth, []).append(
+            model['In Collection'])
+    for backbone, collections in depths.items():
+        assert sorted(collections) == sorted(MODELS.get(backbone).arch_settings), backbone
+        assert all(backbone in names for names in collections.values()), backbone
+
+
+@pytest.mark.parametrize('model', metafile_models(), ids=lambda m: m['Name'])
+def test_config_is_its_metafile_entry(model):
+    cfg = load(os.path.join(ROOT, model['Config']))
+    part = name_parts(model)
+    collection = COLLECTIONS[model['In Collection']]['Metadata']
+    assert cfg.custom_imports == dict(imports=['mmpyconv'], allow_failed_imports=False)
+    assert cfg.default_scope == 'mmpretrain'
+
+    backbone = cfg.model.backbone
+    assert (backbone.type.lower(), backbone.depth) == (part['backbone'], int(part['depth']))
+    assert model['In Collection'].split()[0] == backbone.type
+
+    assert DATASETS[part['dataset']] == collection['Training Data']
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert loader.dataset.type == 'ImageNet'
+    gpus, batch = int(part['gpus']), int(part['batch'])
+    assert cfg.train_dataloader.batch_size == batch
+    assert gpus * batch == collection['Batch Size'] == cfg.auto_scale_lr.base_batch_size
+    assert cfg.train_cfg.max_epochs == collection['Epochs']
+    used = {technique for technique, holds in TECHNIQUES.items() if holds(cfg)}
+    assert used == set(collection['Training Techniques'])
+
+
+@pytest.mark.parametrize('model', metafile_models(), ids=lambda m: m['Name'])
+def test_imagenet_recipe_is_the_authors(model):
+    """The authors' recipes (github.com/iduta/pyconv), as the READMEs describe them: lr 0.1 per
+    256 images, x0.1 at epochs 30/60/80; or lr 0.4 for 1024 with cosine decay over all epochs,
+    CutMix with soft labels; RandomResizedCrop 224 + flip; test 256 -> 224 (366 -> 320)."""
+    cfg = load(os.path.join(ROOT, model['Config']))
+    techniques = COLLECTIONS[model['In Collection']]['Metadata']['Training Techniques']
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.momentum, optimizer.weight_decay) == (0.9, 1e-4)
+    train = cfg.train_dataloader.dataset.pipeline
+    assert pipeline_types(train) == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip',
+                                     'PackInputs']
+    assert train[1].scale == 224
+    test = cfg.test_dataloader.dataset.pipeline
+    assert pipeline_types(test) == ['LoadImageFromFile', 'ResizeEdge', 'CenterCrop',
+                                    'PackInputs']
+    assert cfg.val_dataloader.dataset.pipeline == test
+    crop = name_parts(model)['crop']
+    assert (test[1].scale, test[2].crop_size) == ((366, 320) if crop == '320' else (256, 224))
+    assert cfg.tta_pipeline[2].crop_size == test[2].crop_size
+
+    if 'Cosine Annealing' in techniques:
+        assert optimizer.lr == 0.4 and cfg.auto_scale_lr.base_batch_size == 1024
+        assert cfg.param_scheduler.T_max == cfg.train_cfg.max_epochs
+        assert cfg.model.head.loss.use_soft
+    else:
+        assert optimizer.lr == 0.1 and cfg.auto_scale_lr.base_batch_size == 256
+        assert cfg.param_scheduler.type == 'MultiStepLR'
+        assert cfg.param_scheduler.milestones == [30, 60, 80]
+        assert cfg.param_scheduler.gamma == 0.1
+
+
 @pytest.mark.parametrize('model', metafile_models(), ids=lambda m: m['Name'])
 def test_metafile_entry_matches_its_config(model):
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmpyconv.runner_utils import check_config_keys
+    from mmpyconv.runner import check_config_keys
     cfg = load(os.path.join(ROOT, model['Config']))
     init_default_scope(cfg.default_scope)
     # The tools' typo checks accept every shipped config.
@@ -106,51 +154,77 @@ def test_metafile_entry_matches_its_config(model):
     with torch.device('meta'):
         classifier = MODELS.build(cfg.model)
     assert sum(p.numel() for p in classifier.parameters()) == model['Metadata']['Parameters']
+    # the head fits the backbone and classifies the dataset's classes
+    from mmpretrain.registry import DATASETS
+    classes = DATASETS.get(cfg.test_dataloader.dataset.type).METAINFO['classes']
+    scores = classifier(torch.empty(1, 3, 224, 224, device='meta'))
+    assert tuple(scores.shape) == (1, len(classes))
 
 
-def readme_top1(family):
-    """{config name: top-1} from the README's tables ('Top-1 (%)' or 'Top-1 (%), <crop>'
-    columns; the config link of the row, or its link labelled <crop>)."""
-    found, header = {}, None
-    for line in open(os.path.join(ROOT, 'configs', family, 'README.md')):
-        if not line.startswith('|'):
-            header = None
-            continue
-        cells = [c.strip() for c in line.strip().strip('|').split('|')]
-        if header is None:
-            header = cells
-            continue
-        row = dict(zip(header, cells))
-        links = re.findall(r'\[(\w+)\]\(([\w.-]+)\.py\)',
-                           row.get('Config') or row.get('Configs', ''))
-        for column, value in row.items():
-            if not column.startswith('Top-1 (%)') or not re.fullmatch(r'\d+\.\d+', value):
-                continue
-            label = column.partition(', ')[2]
-            names = [name for text, name in links if not label or text == label]
-            assert len(names) == 1, line
-            found[names[0]] = float(value)
-    return found
+def test_collections_point_at_their_code():
+    """A Collection's Code is the file of ours that defines its models' backbone."""
+    from mmengine.registry import MODELS
+    for model in metafile_models():
+        backbone = MODELS.get(load(os.path.join(ROOT, model['Config'])).model.backbone.type)
+        code = COLLECTIONS[model['In Collection']]['Code']['URL']
+        assert os.path.relpath(inspect.getsourcefile(backbone), ROOT) == code
 
 
-def test_readmes_state_the_metafile_accuracies():
-    published = {m['Name']: m['Results'][0]['Metrics']['Top 1 Accuracy']
-                 for m in metafile_models() if m['Results']}
-    expected = {
-        'pyconvresnet50_8xb32_in1k': 77.88, 'pyconvresnet101_8xb32_in1k': 79.01,
-        'pyconvresnet152_8xb32_in1k': 79.52, 'pyconvhgresnet50_8xb32_in1k': 78.48,
-        'pyconvhgresnet101_8xb32_in1k': 79.22, 'pyconvhgresnet152_8xb32_in1k': 79.36,
-        'pyconvresnet50_8xb128-cutmix-coslr-300e_in1k': 79.44,
-        'pyconvresnet50_8xb128-cutmix-coslr-300e_in1k-320px': 80.59,
-        'pyconvresnet101_8xb128-cutmix-coslr-300e_in1k': 80.58,
-        'pyconvresnet101_8xb128-cutmix-coslr-300e_in1k-320px': 81.49,
-    }
-    assert published == expected
-    in_readmes = {**readme_top1('pyconvresnet'), **readme_top1('pyconvhgresnet')}
-    assert in_readmes == expected
-    resnet = open(os.path.join(ROOT, 'configs', 'pyconvresnet', 'README.md')).read()
-    for baseline in ('76.12', '78.00', '78.45'):
-        assert f'| {baseline} |' in resnet
+def readme_entries(family: str) -> Dict[str, Dict[str, str]]:
+    """{config name: {column: cell}} from the README's tables.
+
+    A row may link several configs (`[224](a.py), [320](b.py)`): a column labelled with a link's
+    text ('Top-1 (%), 320') belongs to that config, and one labelled with several
+    ('FLOPs (G), 224 / 320') gives each config the value at its label's place.
+    """
+    entries = {}
+    with open(os.path.join(ROOT, 'configs', family, 'README.md')) as f:
+        rows = markdown_rows(f.read())
+    for row in rows:
+        configs = row.get('Config') or row.get('Configs', '')
+        links = re.findall(r'\[(\w+)\]\(([\w.-]+)\.py\)', configs)
+        texts = [text for text, _ in links]
+        for text, name in links:
+            entry = {}
+            for column, cell in row.items():
+                base, _, labels = column.partition(', ')
+                labels = labels.split(' / ')
+                if not set(labels) <= set(texts):
+                    entry[column] = cell
+                elif text in labels:
+                    entry[base] = dict(zip(labels, cell.split(' / ')))[text]
+            assert name not in entries, name
+            entries[name] = entry
+    return entries
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_readme_states_the_metafile(family):
+    entries = readme_entries(family)
+    models = [m for m in metafile_models() if m['Config'].startswith(f'configs/{family}/')]
+    assert sorted(entries) == sorted(m['Name'] for m in models)
+    for model in models:
+        entry, meta = entries[model['Name']], model['Metadata']
+        assert entry['Params (M)'] == f"{meta['Parameters'] / 1e6:.2f}", model['Name']
+        assert entry['FLOPs (G)'] == f"{meta['FLOPs'] / 1e9:.2f}", model['Name']
+        if 'Results' in model:
+            (result, ) = model['Results']
+            top1 = result['Metrics']['Top 1 Accuracy']
+            assert entry['Top-1 (%)'] == f'{top1:.2f}', model['Name']
+            assert model['Converted From']['Weights'] in entry['Original weights']
+        else:
+            assert entry['Top-1 (%)'] == entry['Original weights'] == '-', model['Name']
+
+
+def test_readmes_agree_on_the_resnet_baselines():
+    """Both READMEs quote the authors' ResNet of the same depth; the same number in both."""
+    column = 'ResNet, same depth: Top-1 (%)'
+    baselines = {}
+    for family in FAMILIES:
+        for name, entry in readme_entries(family).items():
+            if entry.get(column, '-') != '-':
+                baselines.setdefault(NAME.match(name)['depth'], set()).add(entry[column])
+    assert baselines and all(len(values) == 1 for values in baselines.values()), baselines
 
 
 def test_tiny_shapes_config():

@@ -1,4 +1,5 @@
 # PyConvResNet-50 as an ImageNet-1k classifier: backbone -> global average pooling -> linear.
+# The configs built on this file import mmpyconv through it (custom_imports is set only here).
 custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
 model = dict(
     type='ImageClassifier',

@@ -1,0 +1,155 @@
+"""mmpyconv's models in mmpretrain's model hub: ``mmpretrain.get_model('<metafile name>')``.
+
+mmpretrain finds models by name in ``ModelHub`` (``mmpretrain/apis/model.py``), which other
+packages fill with ``ModelHub.register_model_index(model_index, config_prefix)``, as mim reads an
+OpenMMLab package's ``.mim/model-index.yml``. ``import mmpyconv`` calls
+:func:`register_with_mmpretrain`, which must not import mmpretrain (nor any other toolbox), so
+the registration waits for mmpretrain: done at once when ``mmpretrain.apis.model`` is already
+loaded, otherwise by a one-shot ``sys.meta_path`` finder that wraps that module's loader and
+registers right after the module has run (``import mmpretrain`` loads it), then removes itself.
+"""
+import importlib.util
+import logging
+import os.path as osp
+import sys
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any, List, Optional, Sequence, Tuple
+
+from mmengine.logging import print_log
+
+__all__ = ['find_model_index', 'register_with_mmpretrain']
+
+_MODEL_MODULE = 'mmpretrain.apis.model'
+_PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
+
+
+def find_model_index() -> Optional[Tuple[str, str]]:
+    """This installation's ``model-index.yml`` and the prefix of the config paths it lists.
+
+    An installed wheel carries it in ``mmpyconv/.mim/`` (setup.py copies it there with
+    ``configs/`` and ``tools/``, where mim looks); a source or editable checkout has it at the
+    repository root, next to ``setup.py`` and ``configs/``.
+
+    Returns:
+        tuple[str, str] | None: ``(model_index_path, config_prefix)``, or None when neither
+        exists (e.g. a wheel built without them).
+    """
+    installed = osp.join(_PACKAGE_DIR, '.mim')
+    if osp.isfile(osp.join(installed, 'model-index.yml')):
+        return osp.join(installed, 'model-index.yml'), installed
+    # Beside setup.py only: a wheel's parent folder is site-packages, whose files are not ours.
+    checkout = osp.dirname(_PACKAGE_DIR)
+    if osp.isfile(osp.join(checkout, 'setup.py')) and osp.isfile(
+            osp.join(checkout, 'model-index.yml')):
+        return osp.join(checkout, 'model-index.yml'), checkout
+    return None
+
+
+def _model_names(model_index: str) -> List[str]:
+    from modelindex.load_model_index import load  # mmpretrain's dependency, as ModelHub reads
+    return [model.name.lower() for model in load(model_index).models]
+
+
+def _register(model_hub: Any, model_index: str, config_prefix: str) -> None:
+    """Register the models once; a second call (or a second import) finds them and returns.
+
+    ``ModelHub.register_model_index`` raises on a name it already holds, after registering the
+    names before it, so the names are checked first.
+    """
+    names = _model_names(model_index)
+    known = [name for name in names if model_hub.has(name)]
+    if len(known) == len(names):
+        return
+    if known:
+        raise ValueError(
+            f'mmpretrain already knows the models {known} of {model_index} from another model '
+            'index; rename them in one of the metafiles')
+    model_hub.register_model_index(model_index, config_prefix=config_prefix)
+
+
+def _register_or_warn(model_module: ModuleType, model_index: str, config_prefix: str) -> bool:
+    # A failure here must not break `import mmpyconv` or `import mmpretrain`: get_model('<our
+    # name>') then reports an unknown model, and this warning says why.
+    try:
+        _register(model_module.ModelHub, model_index, config_prefix)
+    except Exception as e:  # the metafiles' parser and ModelHub raise various types
+        print_log(f'mmpyconv could not register its models ({model_index}) with mmpretrain\'s '
+                  f'ModelHub, so mmpretrain.get_model will not find them: '
+                  f'{type(e).__name__}: {e}', logger='current', level=logging.WARNING)
+        return False
+    return True
+
+
+class _RegisteringLoader:
+    """Runs the wrapped loader, then registers with the module's ``ModelHub``."""
+
+    def __init__(self, loader: Any, model_index: str, config_prefix: str) -> None:
+        self._loader = loader
+        self._model_index = model_index
+        self._config_prefix = config_prefix
+
+    def create_module(self, spec: ModuleSpec) -> Optional[ModuleType]:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        _register_or_warn(module, self._model_index, self._config_prefix)
+
+    def __getattr__(self, name: str) -> Any:
+        # get_source, get_filename, ...: tracebacks and inspect see the real loader's answers.
+        return getattr(self._loader, name)
+
+
+class _ModelHubFinder:
+    """A ``sys.meta_path`` finder for ``mmpretrain.apis.model`` alone, used once."""
+
+    def __init__(self, model_index: str, config_prefix: str) -> None:
+        self._model_index = model_index
+        self._config_prefix = config_prefix
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
+                  target: Optional[ModuleType] = None) -> Optional[ModuleSpec]:
+        if fullname != _MODEL_MODULE:
+            return None
+        self.remove()
+        for finder in list(sys.meta_path):  # the search the import system would have made
+            find = getattr(finder, 'find_spec', None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if hasattr(spec.loader, 'exec_module'):
+            spec.loader = _RegisteringLoader(spec.loader, self._model_index, self._config_prefix)
+        return spec
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+def register_with_mmpretrain() -> bool:
+    """Make the models of mmpyconv's metafiles known to ``mmpretrain.get_model``.
+
+    Imports nothing of mmpretrain: registers now if ``mmpretrain.apis.model`` is loaded, else
+    when it is. Calling it again does nothing more.
+
+    Returns:
+        bool: True when the models are registered or will be at mmpretrain's import; False when
+        there is no model index or mmpretrain is not installed (or registering failed, with a
+        warning).
+    """
+    found = find_model_index()
+    if found is None:
+        return False
+    model_index, config_prefix = found
+    module = sys.modules.get(_MODEL_MODULE)
+    if module is not None:
+        return _register_or_warn(module, model_index, config_prefix)
+    if any(isinstance(finder, _ModelHubFinder) for finder in sys.meta_path):
+        return True
+    if importlib.util.find_spec('mmpretrain') is None:  # a top-level name: imports nothing
+        return False
+    sys.meta_path.insert(0, _ModelHubFinder(model_index, config_prefix))
+    return True
