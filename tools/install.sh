@@ -20,6 +20,7 @@ TORCHVISION_VERSION=0.29.1
 MMENGINE_VERSION=0.10.7
 MMCV_VERSION=2.1.0
 TOOLBOXES=(mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2 mmaction2==1.2.0)
+OPENMIM_VERSION=0.3.9
 # torch >= 2.6 needs setuptools >= 77; mmcv's setup.py and mmengine's `mmseg::` config
 # inheritance need pkg_resources, which setuptools 81 dropped.
 SETUPTOOLS_SPEC='setuptools>=77,<81'
@@ -130,6 +131,13 @@ step "installing ${TOOLBOXES[*]}"
 # ---------------------------------------------------------------- mmpyconv
 step "installing mmpyconv (editable) with its test requirements"
 "${PIP[@]}" install "$TORCH_PIN" "$SETUPTOOLS_SPEC" -e "$ROOT[tests]"
+
+step "installing openmim $OPENMIM_VERSION (mim search / mim train)"
+# Without its opendatalab dependency, whose openxlab pins setuptools 60 (torch needs >= 77);
+# mim's search and train commands do not use it.
+"${PIP[@]}" install "$TORCH_PIN" "$SETUPTOOLS_SPEC" click colorama model-index pandas requests \
+    rich tabulate
+"${PIP[@]}" install --no-deps "openmim==$OPENMIM_VERSION"
 
 step "applying the named workarounds for released-stack defects (mmpyconv/compat.py)"
 "$PY" -c "import sys; from mmpyconv.compat import main; sys.exit(main(['--fix-installed']))"

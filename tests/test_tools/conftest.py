@@ -5,6 +5,7 @@ iterations per epoch.
 from typing import Dict
 
 import pytest
+
 from tool_harness import CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, load_tool, ok, tool, write_config
 
 

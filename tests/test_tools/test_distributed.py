@@ -14,8 +14,18 @@ import sys
 
 import pytest
 import torch
-from tool_harness import (CLASSES, HELPERS, ROOT, TOOLS, VAL_PER_CLASS, free_port, log_records, ok,
-                          run)
+
+from tool_harness import (
+    CLASSES,
+    HELPERS,
+    ROOT,
+    TOOLS,
+    VAL_PER_CLASS,
+    free_port,
+    log_records,
+    ok,
+    run,
+)
 
 ITERS = 2  # 24 images, 8 per process and iteration, two processes: ceil(12 / 8)
 

@@ -15,9 +15,10 @@ import time
 
 import pytest
 import torch
-from tool_harness import EPOCHS, ITERS_PER_EPOCH, ROOT, TOOLS, log_records, ok, tool
 
 from mmpyconv.compat import allow_mmengine_checkpoints
+
+from tool_harness import EPOCHS, ITERS_PER_EPOCH, ROOT, TOOLS, log_records, ok, tool
 
 
 def start_training(config, work_dir, *extra):

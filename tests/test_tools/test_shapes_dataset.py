@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+
 from tool_harness import load_tool, ok, tool
 
 shapes = load_tool('data/make_shapes_dataset.py')
