@@ -12,8 +12,8 @@ import torch
 from ..models.backbones import FAMILIES as _FAMILIES
 from ..models.backbones import PyConvBottleneck, PyConvResNet
 from ..models.backbones.original_layout import is_original_layout, remap_original_keys
+from ..utils.misfit import Misfit
 from .layout import ConversionError, blocks_per_stage
-from .misfit import Misfit
 
 __all__ = ['FAMILIES', 'infer_original_arch', 'classifier_shapes', 'convert_original_classifier']
 

@@ -34,9 +34,9 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from ..models.backbones.original_layout import is_original_layout, remap_original_keys
+from ..utils.misfit import Misfit
 from .classifier import infer_original_arch
 from .layout import ConversionError, blocks_per_stage, extract_state_dict
-from .misfit import Misfit
 
 __all__ = ['split_original', 'infer_segnet_arch', 'find_config', 'build_target', 'convert_segnet',
            'convert_segnet_file']

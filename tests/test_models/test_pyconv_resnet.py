@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmpyconv.models import PyConvHGResNet, PyConvResNet
-from mmpyconv.models.backbones import pyconv_resnet
+from mmpyconv.models.backbones import pyconv_blocks
 from mmpyconv.ops import PyConv2d
 
 # (class, depth, output channels of the four stages, middle width of stage 1)
@@ -45,7 +45,7 @@ ORIGINAL_PARAMS = {
 
 
 def pyconv_of(block) -> PyConv2d:
-    return block.conv1 if isinstance(block, pyconv_resnet.PyConvBasicBlock) else block.conv2
+    return block.conv1 if isinstance(block, pyconv_blocks.PyConvBasicBlock) else block.conv2
 
 
 def all_pyconvs(model):
@@ -98,7 +98,7 @@ def test_structure_matches_the_paper(cls, depth, channels, mid):
             assert [lv.groups for lv in pyconv.levels] == list(groups_plan[i])
             assert {lv.stride for lv in pyconv.levels} == {(2, 2) if j == 0 else (1, 1)}
             assert block.out_channels == channels[i]
-            if isinstance(block, pyconv_resnet.PyConvBottleneck):
+            if isinstance(block, pyconv_blocks.PyConvBottleneck):
                 assert pyconv.in_channels == pyconv.out_channels == mid * 2**i
                 assert block.conv1.kernel_size == block.conv3.kernel_size == (1, 1)
                 assert block.conv1.stride == block.conv3.stride == (1, 1)
@@ -200,7 +200,7 @@ def test_with_cp_checkpoints_every_block_and_matches():
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 32, 32, requires_grad=True)
     real_checkpoint = torch.utils.checkpoint.checkpoint
-    with mock.patch.object(pyconv_resnet.cp, 'checkpoint',
+    with mock.patch.object(pyconv_blocks.cp, 'checkpoint',
                            side_effect=real_checkpoint) as spy:
         outs_cp = ckpt(x)
     assert spy.call_count == sum(ckpt.stage_blocks)
@@ -251,8 +251,8 @@ def test_output_stride_8_with_dilation():
 
 
 def test_plain_stride_1_stage_has_no_pool():
-    model = PyConvResNet(depth=50, strides=(1, 2, 2, 2))
-    assert [type(m) for m in model.layer1[0].downsample] == [nn.Conv2d, nn.BatchNorm2d]
+    model = PyConvResNet(depth=50, strides=(2, 1, 2, 2))
+    assert [type(m) for m in model.layer2[0].downsample] == [nn.Conv2d, nn.BatchNorm2d]
     assert model.eval()(torch.randn(1, 3, 32, 32))[0].shape == (1, 2048, 2, 2)
 
 

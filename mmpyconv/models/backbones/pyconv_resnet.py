@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init
@@ -26,161 +25,33 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .original_layout import original_layout_pre_hook
+from .pretrained import PRETRAINED_TYPES, check_fit, model_zoo_reason
+from .pyconv_blocks import PyConvBasicBlock, PyConvBottleneck, _PyConvBlock
 
-__all__ = ['PyConvBasicBlock', 'PyConvBottleneck', 'PyConvResNet', 'PyConvHGResNet']
+__all__ = ['PyConvResNet', 'PyConvHGResNet']
 
 ConfigType = Dict
 Plan = Sequence[Sequence[int]]
 
 
-class _PyConvBlock(BaseModule):
-    """What both residual blocks share: shortcut, activation, checkpointing, norm names."""
-
-    def __init__(self, with_cp: bool, act_cfg: ConfigType, downsample: Optional[nn.Module],
-                 init_cfg: Optional[ConfigType]):
-        super().__init__(init_cfg=init_cfg)
-        self.with_cp = with_cp
-        self.downsample = downsample
-        self.relu = build_activation_layer(act_cfg)
-
-    def _add_norm(self, norm_cfg: ConfigType, channels: int, postfix: int) -> str:
-        name, norm = build_norm_layer(norm_cfg, channels, postfix=postfix)
-        self.add_module(name, norm)
-        return name
-
-    @property
-    def last_norm(self) -> nn.Module:
-        """The norm before the residual addition (zeroed by ``zero_init_residual``)."""
-        return getattr(self, self.norm_names[-1])
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-
-        def _inner(x):
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.residual(x) + identity
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner, x, use_reentrant=False)
-        else:
-            out = _inner(x)
-        return self.relu(out)
-
-
-class PyConvBasicBlock(_PyConvBlock):
-    """The original's default basic block: PyConv -> norm -> act -> 1x1 conv -> norm.
-
-    Args:
-        in_channels (int): Input channels.
-        out_channels (int): Output channels.
-        expansion (int): ``out_channels / mid_channels``. Default: 1.
-        stride (int): Stride of the PyConv. Default: 1.
-        dilation (int): Dilation of the PyConv. Default: 1.
-        pyconv_kernels (Sequence[int]): Kernel of each pyramid level. Default: (3, ).
-        pyconv_groups (Sequence[int]): Groups of each pyramid level. Default: (1, ).
-        downsample (nn.Module, optional): Shortcut projection. Default: None.
-        with_cp (bool): Use gradient checkpointing. Default: False.
-        pyconv_cfg (dict): Config of the PyConv layer. Default: ``dict(type='PyConv2d')``.
-        conv_cfg (dict, optional): Config of the 1x1 conv. Default: None (Conv2d).
-        norm_cfg (dict): Norm config. Default: ``dict(type='BN')``.
-        act_cfg (dict): Activation config. Default: ``dict(type='ReLU', inplace=True)``.
-        init_cfg (dict, optional): Initialization config. Default: None.
-    """
-    default_expansion = 1
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 expansion: int = 1,
-                 stride: int = 1,
-                 dilation: int = 1,
-                 pyconv_kernels: Sequence[int] = (3, ),
-                 pyconv_groups: Sequence[int] = (1, ),
-                 downsample: Optional[nn.Module] = None,
-                 with_cp: bool = False,
-                 pyconv_cfg: ConfigType = dict(type='PyConv2d'),
-                 conv_cfg: Optional[ConfigType] = None,
-                 norm_cfg: ConfigType = dict(type='BN'),
-                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
-                 init_cfg: Optional[ConfigType] = None):
-        super().__init__(with_cp, act_cfg, downsample, init_cfg)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.expansion = expansion
-        mid_channels = _mid_channels(out_channels, expansion)
-        self.conv1 = _build_pyconv(pyconv_cfg, in_channels, mid_channels, pyconv_kernels,
-                                   pyconv_groups, stride, dilation)
-        self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
-        self.conv2 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
-        self.norm_names.append(self._add_norm(norm_cfg, out_channels, 2))
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(getattr(self, self.norm_names[0])(self.conv1(x)))
-        return getattr(self, self.norm_names[1])(self.conv2(out))
-
-
-class PyConvBottleneck(_PyConvBlock):
-    """Bottleneck with a PyConv in the middle: 1x1 -> PyConv (strided) -> 1x1 expand.
-
-    Args: as :class:`PyConvBasicBlock`; ``expansion`` defaults to 4 (PyConvHGResNet uses 2).
-    """
-    default_expansion = 4
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 expansion: int = 4,
-                 stride: int = 1,
-                 dilation: int = 1,
-                 pyconv_kernels: Sequence[int] = (3, ),
-                 pyconv_groups: Sequence[int] = (1, ),
-                 downsample: Optional[nn.Module] = None,
-                 with_cp: bool = False,
-                 pyconv_cfg: ConfigType = dict(type='PyConv2d'),
-                 conv_cfg: Optional[ConfigType] = None,
-                 norm_cfg: ConfigType = dict(type='BN'),
-                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
-                 init_cfg: Optional[ConfigType] = None):
-        super().__init__(with_cp, act_cfg, downsample, init_cfg)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.expansion = expansion
-        mid_channels = _mid_channels(out_channels, expansion)
-        self.conv1 = build_conv_layer(conv_cfg, in_channels, mid_channels, 1, bias=False)
-        self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
-        self.conv2 = _build_pyconv(pyconv_cfg, mid_channels, mid_channels, pyconv_kernels,
-                                   pyconv_groups, stride, dilation)
-        self.norm_names.append(self._add_norm(norm_cfg, mid_channels, 2))
-        self.conv3 = build_conv_layer(conv_cfg, mid_channels, out_channels, 1, bias=False)
-        self.norm_names.append(self._add_norm(norm_cfg, out_channels, 3))
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        norm1, norm2, norm3 = (getattr(self, n) for n in self.norm_names)
-        out = self.relu(norm1(self.conv1(x)))
-        out = self.relu(norm2(self.conv2(out)))
-        return norm3(self.conv3(out))
-
-
-def _build_pyconv(pyconv_cfg: ConfigType, in_channels: int, out_channels: int,
-                  kernels: Sequence[int], groups: Sequence[int], stride: int,
-                  dilation: int) -> nn.Module:
-    """A block's PyConv: the stage plan, no bias unless ``pyconv_cfg`` asks for one."""
-    for key in ('kernel_size', 'groups', 'stride', 'dilation'):
-        if key in pyconv_cfg:
-            raise ValueError(
-                f'pyconv_cfg sets {key!r}, which the backbone decides per stage: use the '
-                'backbone\'s pyconv_kernels / pyconv_groups / strides / dilations instead')
-    cfg = dict(kernel_size=tuple(kernels), groups=tuple(groups), bias=False)
-    cfg.update(pyconv_cfg)
-    return build_conv_layer(cfg, in_channels, out_channels, stride=stride, dilation=dilation)
-
-
-def _mid_channels(out_channels: int, expansion: int) -> int:
-    if out_channels % expansion:
-        raise ValueError(f'out_channels={out_channels} is not divisible by expansion={expansion}')
-    return out_channels // expansion
+def _refused_resnet_argument(name: str, style: str, deep_stem: bool, avg_down: bool,
+                             dcn: Optional[ConfigType],
+                             stage_with_dcn: Sequence[bool]) -> Optional[str]:
+    """Why a ResNet argument copied from a ResNet config has no meaning here, in one line that
+    says what the PyConv network does instead; None when the value is the one it already has."""
+    if style != 'pytorch':
+        return (f"style={style!r}: {name} has one layout, the stride on each stage's first "
+                "PyConv (what ResNet calls style='pytorch'); drop style")
+    if deep_stem:
+        return (f"deep_stem=True: {name}'s stem is the paper's single 7x7/2 conv without "
+                'max-pool, which its pretrained weights have; drop deep_stem')
+    if avg_down:
+        return (f"avg_down=True: {name}'s projection shortcut already downsamples by pooling "
+                '(max-pool 3x3 -> 1x1 conv -> norm, the paper\'s); drop avg_down')
+    if dcn is not None or any(stage_with_dcn):
+        return (f'dcn: {name} has no deformable convs (its PyConv levels are grouped convs of '
+                'sizes 3 to 9); drop dcn and stage_with_dcn')
+    return None
 
 
 @MODELS.register_module()
@@ -271,8 +142,26 @@ class PyConvResNet(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  zero_init_residual: bool = False,
+                 contract_dilation: bool = False,
+                 multi_grid: Optional[Sequence[int]] = None,
+                 plugins: Optional[List[ConfigType]] = None,
+                 drop_path_rate: float = 0.0,
+                 style: str = 'pytorch',
+                 deep_stem: bool = False,
+                 avg_down: bool = False,
+                 dcn: Optional[ConfigType] = None,
+                 stage_with_dcn: Sequence[bool] = (False, False, False, False),
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[ConfigType, List[ConfigType]]] = None):
+        name = type(self).__name__
+        reason = (_refused_resnet_argument(name, style, deep_stem, avg_down, dcn, stage_with_dcn)
+                  or model_zoo_reason(pretrained, 'pretrained', name, depth))
+        for cfg in init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]:
+            if reason is None and isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
+                reason = model_zoo_reason(cfg.get('checkpoint'), 'init_cfg.checkpoint', name,
+                                          depth)
+        if reason:
+            raise ValueError(reason)
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError('give the checkpoint either as init_cfg or as the deprecated '
@@ -291,7 +180,6 @@ class PyConvResNet(BaseModule):
         # init_cfg=dict(type='Pretrained') or load_state_dict.
         self.register_load_state_dict_pre_hook(original_layout_pre_hook)
 
-        name = type(self).__name__
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for {name}; valid depths: '
                            f'{sorted(self.arch_settings)}')
@@ -300,6 +188,21 @@ class PyConvResNet(BaseModule):
         if len(strides) != num_stages or len(dilations) != num_stages:
             raise ValueError(f'strides {tuple(strides)} and dilations {tuple(dilations)} need one '
                              f'entry per stage (num_stages={num_stages})')
+        if num_stages and strides[0] == 1:
+            same = (2, *strides[1:])
+            raise ValueError(
+                f'strides={tuple(strides)}: {name}\'s stem downsamples by 2 only (no max-pool), '
+                'so its first stage strides by 2 where ResNet\'s does not; what ResNet does with '
+                f'strides={tuple(strides)} is strides={same} here, i.e. strides={same} for '
+                f'output stride {2 * math.prod(same)} (ResNet\'s (1, s2, s3, s4) is (2, s2, s3, '
+                's4): d8 (2, 2, 1, 1), d16 (2, 2, 2, 1), the default (2, 2, 2, 2) for 32)')
+        block, stage_blocks = self.arch_settings[depth]
+        if plugins and block is not PyConvBottleneck:
+            raise ValueError(f'plugins: the basic blocks of {name}-{depth} take none (as '
+                             "ResNet's); use depth 50, 101 or 152")
+        if multi_grid is not None and len(multi_grid) != stage_blocks[num_stages - 1]:
+            raise ValueError(f'multi_grid={tuple(multi_grid)} needs one dilation per block of '
+                             f'the last stage ({stage_blocks[num_stages - 1]})')
         out_indices = tuple(out_indices)
         for idx in out_indices:
             if not 0 <= idx < num_stages:
@@ -313,7 +216,7 @@ class PyConvResNet(BaseModule):
                 raise ValueError(f'{what} has {len(plan)} stage entries, {num_stages} needed')
 
         self.depth = depth
-        self.block, stage_blocks = self.arch_settings[depth]
+        self.block = block
         self.stage_blocks = stage_blocks[:num_stages]
         self.expansion = expansion or self.default_expansion or self.block.default_expansion
         self.stem_channels = stem_channels
@@ -331,13 +234,21 @@ class PyConvResNet(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.zero_init_residual = zero_init_residual
+        self.contract_dilation = contract_dilation
+        self.multi_grid = None if multi_grid is None else tuple(multi_grid)
+        self.plugins = plugins
+        self.drop_path_rate = drop_path_rate
 
         self._make_stem_layer(in_channels, stem_channels)
         self.res_layers = []
         self.stage_channels = []
         channels = stem_channels
+        # Stochastic depth grows linearly from 0 to drop_path_rate over the blocks.
+        total = sum(self.stage_blocks)
+        rates = [drop_path_rate * j / max(total - 1, 1) for j in range(total)]
         for i in range(num_stages):
             out_channels = self.base_channels * 2**i * self.expansion
+            first = sum(self.stage_blocks[:i])
             res_layer = self.make_res_layer(
                 in_channels=channels,
                 out_channels=out_channels,
@@ -346,7 +257,10 @@ class PyConvResNet(BaseModule):
                 dilation=self.dilations[i],
                 pyconv_kernels=self.pyconv_kernels[i],
                 pyconv_groups=self.pyconv_groups[i],
-                pyconv_cfg=pyconv_cfg)
+                pyconv_cfg=pyconv_cfg,
+                block_dilations=self._block_dilations(i),
+                drop_path_rates=rates[first:first + self.stage_blocks[i]],
+                plugins=self._stage_plugins(i))
             layer_name = f'layer{i + 1}'
             self.add_module(layer_name, res_layer)
             self.res_layers.append(layer_name)
@@ -406,10 +320,40 @@ class PyConvResNet(BaseModule):
             layers.append(build_norm_layer(self.norm_cfg, out_channels)[1])
         return nn.Sequential(*layers) if layers else None
 
+    def _block_dilations(self, stage: int) -> List[int]:
+        """Dilation of each block of a stage: the stage's; its first block's halved with
+        ``contract_dilation``; ``multi_grid``'s in the last stage (as mmseg's ResNet)."""
+        dilation, blocks = self.dilations[stage], self.stage_blocks[stage]
+        if self.multi_grid is not None and stage == self.num_stages - 1:
+            return list(self.multi_grid)
+        first = dilation // 2 if self.contract_dilation and dilation > 1 else dilation
+        return [first] + [dilation] * (blocks - 1)
+
+    def _stage_plugins(self, stage: int) -> Optional[List[ConfigType]]:
+        """The plugins of one stage (mmdet's format: ``stages`` selects the stages)."""
+        if not self.plugins:
+            return None
+        selected = []
+        for plugin in self.plugins:
+            plugin = dict(plugin)
+            stages = plugin.pop('stages', None)
+            if stages is not None and len(stages) != self.num_stages:
+                raise ValueError(f'plugin stages={tuple(stages)} needs one entry per stage '
+                                 f'(num_stages={self.num_stages})')
+            if stages is None or stages[stage]:
+                selected.append(plugin)
+        return selected
+
     def make_res_layer(self, in_channels: int, out_channels: int, num_blocks: int, stride: int,
                        dilation: int, pyconv_kernels: Sequence[int],
-                       pyconv_groups: Sequence[int], pyconv_cfg: ConfigType) -> nn.Sequential:
+                       pyconv_groups: Sequence[int], pyconv_cfg: ConfigType,
+                       block_dilations: Optional[Sequence[int]] = None,
+                       drop_path_rates: Optional[Sequence[float]] = None,
+                       plugins: Optional[List[ConfigType]] = None) -> nn.Sequential:
         """One stage: the first block strided (with the shortcut projection), then the rest."""
+        block_dilations = block_dilations or [dilation] * num_blocks
+        drop_path_rates = drop_path_rates or [0.0] * num_blocks
+        extra = {} if plugins is None else dict(plugins=plugins)
         blocks = []
         for j in range(num_blocks):
             blocks.append(
@@ -418,16 +362,18 @@ class PyConvResNet(BaseModule):
                     out_channels=out_channels,
                     expansion=self.expansion,
                     stride=stride if j == 0 else 1,
-                    dilation=dilation,
+                    dilation=block_dilations[j],
                     pyconv_kernels=pyconv_kernels,
                     pyconv_groups=pyconv_groups,
                     downsample=self._make_shortcut(in_channels, out_channels, stride, dilation)
                     if j == 0 else None,
                     with_cp=self.with_cp,
+                    drop_path_rate=drop_path_rates[j],
                     pyconv_cfg=pyconv_cfg,
                     conv_cfg=self.conv_cfg,
                     norm_cfg=self.norm_cfg,
-                    act_cfg=self.act_cfg))
+                    act_cfg=self.act_cfg,
+                    **extra))
         return nn.Sequential(*blocks)
 
     def _freeze_stages(self) -> None:
@@ -440,10 +386,26 @@ class PyConvResNet(BaseModule):
             for param in module.parameters():
                 param.requires_grad = False
 
+    def pretrained_checkpoint(self) -> Optional[Tuple[str, Optional[str]]]:
+        """``(checkpoint, prefix)`` that ``init_weights`` will load, if any."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
+        for cfg in cfgs:
+            if isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
+                return cfg.get('checkpoint'), cfg.get('prefix')
+        return None
+
+    def check_pretrained(self) -> None:
+        """Refuse a pretrained checkpoint of another network before it loads (see
+        :mod:`mmpyconv.models.backbones.pretrained`); the tools' preflight calls it too."""
+        found = self.pretrained_checkpoint()
+        if found is not None and found[0]:
+            check_fit(self, *found, depth=self.depth)
+
     def init_weights(self) -> None:
+        if not self.is_init:
+            self.check_pretrained()
         super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') in ('Pretrained',
-                                                                              'PyConvPretrained'):
+        if self.pretrained_checkpoint() is not None:
             return
         if self.zero_init_residual:
             for module in self.modules():
