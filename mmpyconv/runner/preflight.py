@@ -10,12 +10,13 @@ import copy
 import os.path as osp
 import re
 import traceback
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
 from ..compat import allow_mmengine_checkpoints
 from ..convert import CONVERTERS, Misfit, detect_layout, extract_state_dict
+from ..models.backbones.pretrained import PRETRAINED_TYPES
 from .config_check import (
     check_config_keys,
     dataset_configs,
@@ -27,7 +28,7 @@ from .errors import UsageError, did_you_mean
 from .launch import accelerator_available
 
 __all__ = [
-    'check_dataset_paths', 'check_datasets_build', 'build_model', 'check_checkpoint',
+    'check_paths', 'check_datasets_build', 'build_model', 'check_pretrained', 'check_checkpoint',
     'resume_checkpoint', 'preflight'
 ]
 
@@ -36,9 +37,10 @@ def _local(path: str) -> bool:
     return bool(path) and '://' not in path
 
 
-def check_dataset_paths(cfg: Config, loaders: Sequence[str]) -> None:
-    """Every local ``data_root``, ``ann_file``, ``data_prefix`` (and mmpretrain ``split``)
-    folder or file the datasets of ``loaders`` read must exist."""
+def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
+    """A sentence for every local ``data_root``, ``ann_file``, ``data_prefix`` (and mmpretrain
+    ``split``) folder or file the datasets of ``loaders`` read that does not exist."""
+    missing = []
     for loader in loaders:
         loader_cfg = cfg.get(loader)
         if not isinstance(loader_cfg, dict):
@@ -46,11 +48,12 @@ def check_dataset_paths(cfg: Config, loaders: Sequence[str]) -> None:
         for dataset, where in dataset_configs(loader_cfg.get('dataset'), f'{loader}.dataset'):
             root = dataset.get('data_root') or ''
             if isinstance(root, str) and _local(root) and not osp.isdir(root):
-                raise UsageError(
+                missing.append(
                     f"{where}.data_root = {root!r}: no such folder (looked in "
                     f"{osp.abspath(root)}). Put the dataset there (tools/data/ writes small "
                     f'ones), or point the config at it with --cfg-options '
                     f'{where}.data_root=PATH')
+                continue
             paths = []
             if isinstance(dataset.get('ann_file'), str):
                 paths.append(('ann_file', dataset['ann_file']))
@@ -67,10 +70,60 @@ def check_dataset_paths(cfg: Config, loaders: Sequence[str]) -> None:
                 full = path if osp.isabs(path) or not isinstance(root, str) else osp.join(
                     root, path)
                 if not osp.exists(full):
-                    raise UsageError(
+                    missing.append(
                         f'{where}.{key} = {path!r}: {full} does not exist. Check the dataset '
                         f'under {root or "the current folder"!r} or set {where}.{key} '
                         '(--cfg-options)')
+    return missing
+
+
+def _checkpoints(node, where: str):
+    """(where, checkpoint) of every ``pretrained`` string and Pretrained ``init_cfg`` in a
+    model config."""
+    if isinstance(node, dict):
+        if node.get('type') in PRETRAINED_TYPES and isinstance(node.get('checkpoint'), str):
+            yield f'{where}.checkpoint', node['checkpoint']
+        if isinstance(node.get('pretrained'), str):
+            yield f'{where}.pretrained', node['pretrained']
+        for key, value in node.items():
+            yield from _checkpoints(value, f'{where}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _checkpoints(value, f'{where}.{i}')
+
+
+def _missing_checkpoints(cfg: Config) -> List[str]:
+    """A sentence for every local checkpoint file the model config names that does not
+    exist (what ``init_weights`` would fail on after the Runner has written its files)."""
+    return [
+        f'{where} = {path!r}: no such file (looked in {osp.abspath(path)}). Put the '
+        f'checkpoint there, set {where} (--cfg-options), or drop it (None) to start from '
+        'random weights' for where, path in _checkpoints(cfg.get('model'), 'model')
+        if _local(path) and not osp.isfile(path)
+    ]
+
+
+def check_paths(cfg: Config, loaders: Sequence[str]) -> None:
+    """Every dataset folder or file and every pretrained checkpoint the run will read must
+    exist; all that do not are named in one message."""
+    missing = _missing_dataset_paths(cfg, loaders) + _missing_checkpoints(cfg)
+    if len(missing) == 1:
+        raise UsageError(missing[0])
+    if missing:
+        raise UsageError(f'{len(missing)} paths of the config do not exist: ' +
+                         ' '.join(f'({i}) {m}' for i, m in enumerate(missing, 1)))
+
+
+def check_pretrained(model) -> None:
+    """Ask every module that loads a pretrained checkpoint (the PyConv backbones) whether the
+    checkpoint is one it can use, before the Runner exists."""
+    for module in model.modules():
+        check = getattr(module, 'check_pretrained', None)
+        if callable(check):
+            try:
+                check()
+            except ValueError as e:
+                raise UsageError(str(e)) from e
 
 
 def _build_error(error: Exception, registries: Sequence, what: str) -> UsageError:
@@ -226,7 +279,7 @@ def preflight(cfg: Config, config_path: str, loaders: Sequence[str],
         if loader not in cfg or cfg.get(loader) is None:
             raise UsageError(f'{config_path} has no {loader}, which this tool needs')
     check_config_keys(cfg, loaders)
-    check_dataset_paths(cfg, loaders)
+    check_paths(cfg, loaders)
     check_datasets_build(cfg, loaders)
     training = 'train_dataloader' in loaders
     wrapper = (cfg.get('optim_wrapper') or {}).get('type') if training else None
@@ -238,6 +291,8 @@ def preflight(cfg: Config, config_path: str, loaders: Sequence[str],
     model = build_model(cfg)
     if checkpoint is not None:
         check_checkpoint(model, checkpoint, config_path, 'test')
+    elif not cfg.get('resume'):
+        check_pretrained(model)
     if training:
         resume_from = resume_checkpoint(cfg)
         if resume_from is not None:

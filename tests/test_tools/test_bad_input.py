@@ -207,3 +207,29 @@ def test_config_without_default_scope(tmp_path, work_dir):
         '''))
     refused(train_tool.main, [str(config), '--work-dir', work_dir], work_dir,
             'sets no default_scope', "default_scope = 'mmpretrain'")
+
+
+def test_every_missing_path_in_one_message(tmp_path, work_dir):
+    """Dataset folders and pretrained checkpoints that do not exist, named together."""
+    config = write_config(str(tmp_path / 'cfg.py'), str(tmp_path / 'no_such_dataset'), extra=f'''
+        model = dict(backbone=dict(init_cfg=dict(
+            type='Pretrained', checkpoint={str(tmp_path / 'no_such_weights.pth')!r})))
+        ''')
+    message = refused(train_tool.main, [config, '--work-dir', work_dir], work_dir,
+                      '3 paths of the config do not exist', 'train_dataloader.dataset.data_root',
+                      'val_dataloader.dataset.data_root',
+                      'model.backbone.init_cfg.checkpoint', 'no_such_weights.pth')
+    assert '(3) model.backbone.init_cfg.checkpoint' in message and '\n' not in message
+
+
+def test_resnet_weights_for_a_pyconv_backbone(tmp_path, test_config, work_dir):
+    """A plain ResNet-18's file fills most tensor names of PyConvResNet-18 but no pyramid."""
+    import torchvision
+    weights = tmp_path / 'resnet18.pth'
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    config = tmp_path / 'resnet_init.py'
+    config.write_text(f'_base_ = {test_config!r}\nmodel = dict(backbone=dict(init_cfg=dict('
+                      f'type="Pretrained", checkpoint={str(weights)!r})))\n')
+    refused(train_tool.main, [str(config), '--work-dir', work_dir], work_dir,
+            'resnet18.pth fills', 'pyramid-level tensors of PyConvResNet',
+            'checkpoint of another network', 'init_cfg=None')
