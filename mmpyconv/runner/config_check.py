@@ -138,7 +138,8 @@ def _check_loop(cfg: Any, phase: str) -> None:
         return
     accepted = accepted - {'runner', 'dataloader', 'evaluator'}
     for key in cfg:
-        if key not in accepted and key not in ('type', 'by_epoch'):
+        # _scope_: what inheriting a toolbox's config through `mmdet::` adds to its dicts.
+        if key not in accepted and key not in ('type', 'by_epoch', '_scope_'):
             raise UsageError(f'{where}.{key}: {loop.__name__} takes no {key!r}'
                              f'{did_you_mean(key, accepted)}')
 
@@ -197,7 +198,8 @@ def check_config_keys(cfg: Config, loaders: Sequence[str]) -> None:
             # convert_to_iter_based is read by the Runner, not passed to the scheduler.
             _check_kwargs(r.PARAM_SCHEDULERS, scheduler, f'param_scheduler.{i}',
                           skip=('convert_to_iter_based', ))
+    # priority is read by the Runner when it registers a hook, not passed to the hook.
     for name, hook in (cfg.get('default_hooks') or {}).items():
-        _check_kwargs(r.HOOKS, hook, f'default_hooks.{name}')
+        _check_kwargs(r.HOOKS, hook, f'default_hooks.{name}', skip=('priority', ))
     for i, hook in enumerate(cfg.get('custom_hooks') or ()):
-        _check_kwargs(r.HOOKS, hook, f'custom_hooks.{i}')
+        _check_kwargs(r.HOOKS, hook, f'custom_hooks.{i}', skip=('priority', ))

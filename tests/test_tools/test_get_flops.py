@@ -58,3 +58,16 @@ def test_bad_input(args, message):
     result = run(*args)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_two_stage_detector_config():
+    """A Faster R-CNN config counts (its RPN needs a data sample, which the tool binds); the
+    count grows with the input, and the parameters are the metafile's."""
+    import yaml
+    config = os.path.join('configs', 'pyconvdet', 'faster-rcnn_pyconvresnet50_fpn_1x_coco.py')
+    with open(os.path.join(ROOT, 'configs', 'pyconvdet', 'metafile.yml')) as f:
+        (entry, ) = [m for m in yaml.safe_load(f)['Models'] if m['Config'] == config]
+    small, large = (run(config, '--shape', *shape) for shape in (['128'], ['192']))
+    assert small.returncode == 0 and large.returncode == 0, small.stderr + large.stderr
+    assert row(small.stdout, config)[2] == f"{entry['Metadata']['Parameters']:,}"
+    assert float(row(large.stdout, config)[4]) > float(row(small.stdout, config)[4]) > 0

@@ -10,6 +10,7 @@ average pooling, 1000-class linear layer). No dataset is needed. FLOPs are multi
 by mmengine's analyzer (the convention OpenMMLab's model zoos report).
 """
 import argparse
+import functools
 import os
 import sys
 from typing import List, Sequence, Tuple
@@ -69,6 +70,13 @@ def count(model: nn.Module, shape: Tuple[int, int]) -> Tuple[int, int]:
     from mmengine.analysis import FlopAnalyzer
 
     model.eval()
+    if type(model).__module__.startswith('mmdet.'):
+        # A two-stage detector's RPN reads the image size from a data sample even in
+        # mode='tensor', which a traced input cannot be: bind one (as mmdet's own get_flops).
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                                             scale_factor=(1.0, 1.0)))
+        model.forward = functools.partial(model.forward, data_samples=[sample], mode='tensor')
     with torch.no_grad():
         analyzer = FlopAnalyzer(model, inputs=(torch.rand(1, 3, *shape), ))
         # Norms, activations and additions are not counted, by the model zoos' convention.
