@@ -17,6 +17,7 @@ from mmengine.config import Config
 from ..compat import allow_mmengine_checkpoints
 from ..convert import CONVERTERS, Misfit, detect_layout, extract_state_dict
 from ..models.backbones.pretrained import PRETRAINED_TYPES
+from .coco_check import report_coco_datasets
 from .config_check import (
     check_config_keys,
     dataset_configs,
@@ -280,6 +281,8 @@ def preflight(cfg: Config, config_path: str, loaders: Sequence[str],
             raise UsageError(f'{config_path} has no {loader}, which this tool needs')
     check_config_keys(cfg, loaders)
     check_paths(cfg, loaders)
+    # COCO annotation files (mmdet): broken ones stop the run, what mmdet filters is logged.
+    report_coco_datasets(cfg, loaders)
     check_datasets_build(cfg, loaders)
     training = 'train_dataloader' in loaders
     wrapper = (cfg.get('optim_wrapper') or {}).get('type') if training else None
