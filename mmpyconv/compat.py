@@ -26,6 +26,15 @@ when a fixed release is required. None of them imports a toolbox.
   pickles anything else is still refused; no environment variable turns the check off. The
   tools call it; Python users call it once before building a Runner.
 
+* ``MMDET_SSD_LOSS_CLS`` -- mmdet 3.3.0's ``BaseDenseHead._predict_by_feat_single`` reads
+  ``self.loss_cls``, which ``SSDHead`` never builds (it skips ``AnchorHead.__init__``), so every
+  SSD prediction (validation, testing, inference) fails with ``'SSDHead' object has no
+  attribute 'loss_cls'`` (open-mmlab/mmdetection#11780, #11063; the fix, PR #11524, is not
+  released). :func:`patch_mmdet_ssd_head` gives ``SSDHead`` a class attribute ``loss_cls =
+  None``, which that line reads as "no custom class channels", as before the defect. The
+  detection heads of :mod:`mmpyconv.models.dense_heads` apply it when they are imported, so it
+  reaches mmdet's own SSD configs in a run that imports them.
+
 The CPU distributed launch (mmengine's launchers need an accelerator) is not patched here but
 worked around where runs start, :mod:`mmpyconv.runner.launch`, which names the upstream code.
 """
@@ -38,7 +47,8 @@ from typing import List, Optional
 
 __all__ = [
     'MMACTION_DRN_ISSUE', 'patch_mmaction_drn', 'fix_installed_mmaction_drn',
-    'MMENGINE_WEIGHTS_ONLY_ISSUE', 'mmengine_checkpoint_globals', 'allow_mmengine_checkpoints'
+    'MMDET_SSD_LOSS_CLS_ISSUE', 'patch_mmdet_ssd_head', 'MMENGINE_WEIGHTS_ONLY_ISSUE',
+    'mmengine_checkpoint_globals', 'allow_mmengine_checkpoints'
 ]
 
 MMACTION_DRN_ISSUE = 'https://github.com/open-mmlab/mmaction2/issues/2714'
@@ -129,6 +139,22 @@ def fix_installed_mmaction_drn() -> Optional[str]:
     with open(os.path.join(target, '__init__.py'), 'w') as f:
         f.write(_PLACEHOLDER_SOURCE.format(issue=MMACTION_DRN_ISSUE))
     return target
+
+
+MMDET_SSD_LOSS_CLS_ISSUE = 'https://github.com/open-mmlab/mmdetection/issues/11780'
+
+
+def patch_mmdet_ssd_head() -> bool:
+    """Let mmdet's SSDHead (and its subclasses) predict (``MMDET_SSD_LOSS_CLS``).
+
+    Imports mmdet: call it from modules that need mmdet anyway. Returns whether it patched
+    (False when SSDHead already has a ``loss_cls``, e.g. a fixed mmdet). Idempotent.
+    """
+    from mmdet.models.dense_heads import SSDHead
+    if hasattr(SSDHead, 'loss_cls'):
+        return False
+    SSDHead.loss_cls = None
+    return True
 
 
 MMENGINE_WEIGHTS_ONLY_ISSUE = 'https://github.com/open-mmlab/mmengine/issues/1655'

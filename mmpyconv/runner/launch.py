@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 
 from mmengine.config import Config
 
-from ..compat import allow_mmengine_checkpoints
+from ..compat import allow_mmengine_checkpoints, patch_mmdet_ssd_head
 
 __all__ = [
     'MMENGINE_CPU_DIST_REFERENCE', 'accelerator_available', 'slurm_first_host',
@@ -184,6 +184,8 @@ def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     allow_mmengine_checkpoints()
+    if cfg.get('default_scope') == 'mmdet':
+        patch_mmdet_ssd_head()
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
