@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -132,3 +132,18 @@ def markdown_rows(text: str) -> List[Dict[str, str]]:
         elif not set(line) <= set('|:- '):
             rows.append(dict(zip(header, cells)))
     return rows
+
+
+def markdown_rows_by_config(text: str) -> Dict[str, List[Dict[str, str]]]:
+    """{config file: the table rows of ``text`` that link it}, a row being {column: cell}."""
+    rows: Dict[str, List[Dict[str, str]]] = {}
+    for row in markdown_rows(text):
+        for config in set(re.findall(r'\]\(([\w.-]+\.py)\)', ' | '.join(row.values()))):
+            rows.setdefault(config, []).append(row)
+    return rows
+
+
+def metafile_backbone(model: dict) -> Tuple[str, int]:
+    """('PyConvResNet', 50) from a metafile entry's Backbone, 'PyConvResNet-50'."""
+    family, depth = model['Metadata']['Backbone'].rsplit('-', 1)
+    return family, int(depth)

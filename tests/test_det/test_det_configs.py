@@ -20,7 +20,7 @@ import yaml
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tool_harness import markdown_rows
+from tool_harness import markdown_rows_by_config, metafile_backbone
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'pyconvdet')
@@ -130,12 +130,6 @@ def name_parts(model: dict) -> Dict[str, str]:
     return match.groupdict()
 
 
-def backbone_of(model: dict) -> Tuple[str, int]:
-    """('PyConvResNet', 50) from the entry's Backbone, 'PyConvResNet-50'."""
-    family, depth = model['Metadata']['Backbone'].rsplit('-', 1)
-    return family, int(depth)
-
-
 def inner_dataset(cfg: dict) -> dict:
     while 'dataset' in cfg:  # RepeatDataset and the like
         cfg = cfg['dataset']
@@ -165,12 +159,7 @@ def backbone_setup(backbone: dict) -> tuple:
 
 
 def readme_rows() -> Dict[str, List[Dict[str, str]]]:
-    """{config file: its rows in the README's tables}, a row being {column: cell}."""
-    rows = {}
-    for row in markdown_rows(README):
-        for config in set(re.findall(r'\]\(([\w.-]+\.py)\)', ' | '.join(row.values()))):
-            rows.setdefault(config, []).append(row)
-    return rows
+    return markdown_rows_by_config(README)
 
 
 def test_metafile_lists_every_config():
@@ -190,7 +179,7 @@ def test_config_is_its_metafile_entry(model):
     cfg = load(model['Config'])
     meta, part = model['Metadata'], name_parts(model)
     collection = COLLECTIONS[model['In Collection']]['Metadata']
-    family, depth = backbone_of(model)
+    family, depth = metafile_backbone(model)
     algorithm, detector = ALGORITHMS[part['algorithm']]
 
     # The baselines (ResNet-50) are the detector's own Collection with BASELINE appended.
@@ -235,7 +224,7 @@ def test_custom_imports_once_per_config_chain(model):
     inheriting it can change the list); the baselines are mmdet's alone."""
     cfg = load(model['Config'])
     setters = [p for p in local_chain(model['Config']) if 'custom_imports' in assignments(p)]
-    if backbone_of(model)[0] == 'ResNet':
+    if metafile_backbone(model)[0] == 'ResNet':
         assert setters == [] and 'custom_imports' not in cfg
     else:
         assert len(setters) == 1, setters

@@ -9,14 +9,14 @@ import inspect
 import math
 import os.path as osp
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import pytest
 import torch
 import yaml
 from mmengine.config import Config
 
-from tool_harness import markdown_rows
+from tool_harness import markdown_rows_by_config, metafile_backbone
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'pyconvseg')
@@ -57,12 +57,6 @@ def load(path: str) -> Config:
     return Config.fromfile(osp.join(REPO, path))
 
 
-def backbone_of(model: dict) -> Tuple[str, int]:
-    """('PyConvResNet', 50) from the entry's Backbone, 'PyConvResNet-50'."""
-    family, depth = model['Metadata']['Backbone'].rsplit('-', 1)
-    return family, int(depth)
-
-
 def name_parts(model: dict) -> Dict[str, str]:
     match = NAME.match(model['Name'])
     assert match, f"{model['Name']} is not an OpenMMLab-style config name"
@@ -78,12 +72,7 @@ def build(cfg: Config):
 
 
 def readme_rows() -> Dict[str, List[Dict[str, str]]]:
-    """{config file: its rows in the README's tables}, a row being {column: cell}."""
-    rows = {}
-    for row in markdown_rows(README):
-        for config in set(re.findall(r'\]\(([\w.-]+\.py)\)', ' | '.join(row.values()))):
-            rows.setdefault(config, []).append(row)
-    return rows
+    return markdown_rows_by_config(README)
 
 
 def test_metafile_lists_every_config_but_the_old_names():
@@ -101,7 +90,7 @@ def test_config_is_its_metafile_entry(model):
     cfg = load(model['Config'])
     meta, part = model['Metadata'], name_parts(model)
     collection = COLLECTIONS[model['In Collection']]['Metadata']
-    family, depth = backbone_of(model)
+    family, depth = metafile_backbone(model)
 
     assert part['algorithm'] == model['In Collection'].split()[0].lower()
     assert (part['backbone'], int(part['depth'])) == (
