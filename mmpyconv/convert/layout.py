@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Mapping, Tuple
 import torch
 
 from ..models.backbones.original_layout import is_original_layout
+from ..utils.state_dict import unwrap_state_dict
 
 __all__ = [
     'ConversionError', 'extract_state_dict', 'detect_layout', 'blocks_per_stage', 'CONVERTERS'
@@ -37,22 +38,13 @@ class ConversionError(ValueError):
 
 
 def extract_state_dict(checkpoint: Mapping) -> 'OrderedDict[str, torch.Tensor]':
-    """The tensors of a loaded checkpoint, without wrappers.
-
-    Reads a plain state dict, ``{'state_dict': ...}`` (mmengine, the authors' training scripts)
-    or ``{'model': ...}``, and drops DataParallel's ``module.`` prefix.
-    """
-    state_dict = checkpoint
-    for key in ('state_dict', 'model'):
-        inner = state_dict.get(key) if isinstance(state_dict, Mapping) else None
-        if isinstance(inner, Mapping):
-            state_dict = inner
-            break
-    if not isinstance(state_dict, Mapping):
+    """The tensors of a loaded checkpoint, without wrappers (see
+    :func:`~mmpyconv.utils.unwrap_state_dict`); a ConversionError when there are none."""
+    state_dict = unwrap_state_dict(checkpoint)
+    if state_dict is None:
         raise ConversionError(
-            f'expected a state dict (a mapping of names to tensors), got {type(state_dict)}')
-    return OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state_dict.items())
+            f'expected a state dict (a mapping of names to tensors), got {type(checkpoint)}')
+    return state_dict
 
 
 def detect_layout(keys: Iterable[str]) -> str:

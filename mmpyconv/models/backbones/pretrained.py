@@ -12,12 +12,14 @@ train from that half-initialised network. The backbones refuse such a checkpoint
   when less than half of the backbone's pyramid levels (or of its tensors) would be filled.
 """
 import logging
-from typing import Mapping, Optional
+import os
+from typing import Mapping, Optional, Set
 
 import torch.nn as nn
 from mmengine.logging import print_log
 
 from ...utils.misfit import Misfit
+from ...utils.state_dict import unwrap_state_dict
 from .original_layout import remap_original_keys
 
 __all__ = ['PRETRAINED_TYPES', 'model_zoo_reason', 'check_fit', 'drop_inherited']
@@ -38,6 +40,9 @@ def drop_inherited(backbone: str, depth: int) -> str:
             '_delete_=True)')
 
 
+# Checkpoint files (path, modification time, size, prefix) that fitted modules of these
+# shapes; see check_fit.
+_FITTED: Set[tuple] = set()
 # Below this share of the backbone's tensors, a checkpoint is another network's.
 MIN_FIT = 0.5
 
@@ -61,14 +66,9 @@ def _load_state_dict(checkpoint: str, prefix: Optional[str]) -> Optional[Mapping
         loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     except Exception:  # noqa: BLE001 -- left to mmengine's loader, which raises the same
         return None
-    state = loaded
-    for key in ('state_dict', 'model'):
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-            break
-    if not isinstance(state, Mapping):
+    state = unwrap_state_dict(loaded)
+    if state is None:
         return None
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -87,14 +87,24 @@ def check_fit(module: nn.Module, checkpoint: str, prefix: Optional[str] = None,
     Raises:
         ValueError: the checkpoint is another network's; says how little fits and what to do.
     """
+    own = {k: v.shape for k, v in module.state_dict(keep_vars=True).items()}
+    # The tools check in their preflight, then the Runner's model at init_weights: a local
+    # file that fitted once fits the same shapes again and need not be read twice.
+    key = None
+    if os.path.isfile(checkpoint):
+        stat = os.stat(checkpoint)
+        key = (os.path.abspath(checkpoint), stat.st_mtime_ns, stat.st_size, prefix,
+               tuple((k, tuple(v)) for k, v in own.items()))
+        if key in _FITTED:
+            return
     state = _load_state_dict(checkpoint, prefix)
     if state is None:
         return
     state = dict(state)
-    own = {k: v.shape for k, v in module.state_dict(keep_vars=True).items()}
     remap_original_keys(state, own)
     misfit = Misfit.compare(state, own)
     if misfit.exact:
+        _FITTED.update([key] if key else [])
         return
     name = type(module).__name__
     counted = [k for k in own if not k.endswith('num_batches_tracked')]
@@ -113,3 +123,4 @@ def check_fit(module: nn.Module, checkpoint: str, prefix: Optional[str] = None,
             f'network.{hint} {drop_inherited(name, depth)}.')
     print_log(f'{name}: {checkpoint} fits {fit} of its {len(counted)} tensors; '
               f'{misfit.describe()}', logger='current', level=logging.WARNING)
+    _FITTED.update([key] if key else [])
