@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from mmengine.config import Config
 
-from .config_check import dataset_configs, lookup
+from .config_check import dataset_configs, is_local, lookup, under_data_root
 from .errors import UsageError
 
 __all__ = ['check_coco_file', 'check_coco_datasets', 'report_coco_datasets']
@@ -285,12 +285,6 @@ def _coco_dataset(dataset_cfg: Dict) -> Optional[type]:
     return cls
 
 
-def _join(root: Any, path: str) -> str:
-    """``path`` under ``data_root``, as mmengine's ``BaseDataset._join_prefix`` joins them."""
-    return path if osp.isabs(path) or not isinstance(root, str) or not root else osp.join(
-        root, path)
-
-
 def check_coco_datasets(cfg: Config, loaders: Sequence[str]) -> Tuple[List[str], List[str]]:
     """Check the annotation file of every COCO-format dataset of ``loaders`` (wrapped ones
     included) with :func:`check_coco_file`; a file that does not exist is left to
@@ -311,16 +305,16 @@ def check_coco_datasets(cfg: Config, loaders: Sequence[str]) -> Tuple[List[str],
                 continue
             cls = _coco_dataset(dataset)
             ann_file = dataset.get('ann_file')
-            if cls is None or not isinstance(ann_file, str) or not ann_file or '://' in ann_file:
+            if cls is None or not is_local(ann_file):
                 continue
             root = dataset.get('data_root')
-            ann_file = _join(root, ann_file)
+            ann_file = under_data_root(root, ann_file)
             if not osp.isfile(ann_file):
                 continue
             prefix = dataset.get('data_prefix')
             img_dir = None
             if isinstance(prefix, dict) and isinstance(prefix.get('img'), str):
-                img_dir = _join(root, prefix['img'])
+                img_dir = under_data_root(root, prefix['img'])
                 if '://' in img_dir:
                     img_dir = None
             else:

@@ -7,6 +7,7 @@ dataloader's are ``torch.utils.data.DataLoader``'s. Models and datasets are chec
 them (:mod:`mmpyconv.runner.preflight`), which also names the argument that was not taken.
 """
 import inspect
+import os.path as osp
 import re
 from functools import lru_cache
 from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -17,7 +18,7 @@ from .errors import UsageError, close_match, did_you_mean, similarity
 
 __all__ = [
     'runner_keys', 'top_level_typo', 'keyword_arguments', 'lookup', 'resolve_type',
-    'check_config_keys', 'dataset_configs'
+    'check_config_keys', 'dataset_configs', 'is_local', 'under_data_root'
 ]
 
 # Keys read besides the Runner's: custom_imports (by mmengine's Config), runner_type (by the
@@ -153,6 +154,17 @@ def dataset_configs(cfg: Dict, where: str) -> Iterator[Tuple[Dict, str]]:
         yield from dataset_configs(cfg['dataset'], f'{where}.dataset')
     for i, inner in enumerate(cfg.get('datasets') or ()):
         yield from dataset_configs(inner, f'{where}.datasets.{i}')
+
+
+def is_local(path: Any) -> bool:
+    """Whether a config's path names a local file or folder (not ``s3://``, ``http://``...)."""
+    return isinstance(path, str) and bool(path) and '://' not in path
+
+
+def under_data_root(root: Any, path: str) -> str:
+    """A dataset's ``path`` under its ``data_root``, as mmengine's datasets join them."""
+    return path if osp.isabs(path) or not isinstance(root, str) or not root else osp.join(
+        root, path)
 
 
 def check_config_keys(cfg: Config, loaders: Sequence[str]) -> None:

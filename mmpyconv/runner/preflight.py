@@ -21,9 +21,11 @@ from .coco_check import report_coco_datasets
 from .config_check import (
     check_config_keys,
     dataset_configs,
+    is_local,
     keyword_arguments,
     lookup,
     resolve_type,
+    under_data_root,
 )
 from .errors import UsageError, did_you_mean
 from .launch import accelerator_available
@@ -32,10 +34,6 @@ __all__ = [
     'check_paths', 'check_datasets_build', 'build_model', 'check_pretrained', 'check_checkpoint',
     'resume_checkpoint', 'preflight'
 ]
-
-
-def _local(path: str) -> bool:
-    return bool(path) and '://' not in path
 
 
 def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
@@ -48,7 +46,7 @@ def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
             continue
         for dataset, where in dataset_configs(loader_cfg.get('dataset'), f'{loader}.dataset'):
             root = dataset.get('data_root') or ''
-            if isinstance(root, str) and _local(root) and not osp.isdir(root):
+            if is_local(root) and not osp.isdir(root):
                 missing.append(
                     f"{where}.data_root = {root!r}: no such folder (looked in "
                     f"{osp.abspath(root)}). Put the dataset there (tools/data/ writes small "
@@ -66,10 +64,9 @@ def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
             if isinstance(dataset.get('split'), str) and not prefix:
                 paths.append(('split', dataset['split']))
             for key, path in paths:
-                if not _local(path):
+                if not is_local(path):
                     continue
-                full = path if osp.isabs(path) or not isinstance(root, str) else osp.join(
-                    root, path)
+                full = under_data_root(root, path)
                 if not osp.exists(full):
                     missing.append(
                         f'{where}.{key} = {path!r}: {full} does not exist. Check the dataset '
@@ -100,7 +97,7 @@ def _missing_checkpoints(cfg: Config) -> List[str]:
         f'{where} = {path!r}: no such file (looked in {osp.abspath(path)}). Put the '
         f'checkpoint there, set {where} (--cfg-options), or drop it (None) to start from '
         'random weights' for where, path in _checkpoints(cfg.get('model'), 'model')
-        if _local(path) and not osp.isfile(path)
+        if is_local(path) and not osp.isfile(path)
     ]
 
 
