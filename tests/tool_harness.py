@@ -147,3 +147,19 @@ def metafile_backbone(model: dict) -> Tuple[str, int]:
     """('PyConvResNet', 50) from a metafile entry's Backbone, 'PyConvResNet-50'."""
     family, depth = model['Metadata']['Backbone'].rsplit('-', 1)
     return family, int(depth)
+
+
+def fake_srun_env(folder) -> Dict[str, Optional[str]]:
+    """What a test adds to the environment so that tools/slurm_*.sh run two CPU tasks through
+    helpers/fake_srun.py (a stand-in for srun; no MASTER_ADDR, as srun sets none)."""
+    import stat
+    bin_dir = os.path.join(str(folder), 'bin')
+    os.makedirs(bin_dir, exist_ok=True)
+    srun = os.path.join(bin_dir, 'srun')
+    with open(srun, 'w') as f:
+        f.write(f'#!/bin/sh\nexec {sys.executable} {os.path.join(HELPERS, "fake_srun.py")} '
+                '"$@"\n')
+    os.chmod(srun, os.stat(srun).st_mode | stat.S_IXUSR)
+    return dict(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', PYTHON=sys.executable,
+                GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1', CPU_ONLY='1',
+                MASTER_PORT=str(free_port()), MASTER_ADDR=None, OMP_NUM_THREADS='1')

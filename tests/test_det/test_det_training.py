@@ -186,17 +186,18 @@ def test_trains_above_the_untrained_model(name, data_root, tmp_path, capsys):
 
 
 def test_two_processes_through_the_launch_scripts(data_root, tmp_path):
-    """tools/dist_train.sh and tools/dist_test.sh (torchrun; gloo on a CPU) run a detector."""
+    """tools/dist_train.sh (torchrun) and tools/slurm_test.sh (srun; here a stand-in) run a
+    detector in two processes (gloo on a CPU)."""
     import sys
 
-    from tool_harness import TOOLS, free_port, ok, run
+    from tool_harness import TOOLS, fake_srun_env, free_port, ok, run
     config = small_config(tmp_path / 'faster-rcnn.py', 'faster-rcnn', data_root, iters=6)
-    env = dict(PYTHON=sys.executable, OMP_NUM_THREADS='1')
     work_dir = str(tmp_path / 'work')
     ok(run(['bash', os.path.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir', work_dir],
-           env=dict(env, PORT=str(free_port())), timeout=300))
+           env=dict(PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT=str(free_port())),
+           timeout=300))
     (trained, ) = glob.glob(os.path.join(work_dir, 'iter_*.pth'))
-    output = ok(run(['bash', os.path.join(TOOLS, 'dist_test.sh'), config, trained, '2',
-                     '--work-dir', str(tmp_path / 'test')],
-                    env=dict(env, PORT=str(free_port())), timeout=300))
+    output = ok(run(['bash', os.path.join(TOOLS, 'slurm_test.sh'), 'cpu', 'pyconv-det', config,
+                     trained, '--work-dir', str(tmp_path / 'test')],
+                    env=fake_srun_env(tmp_path), timeout=300))
     assert 'coco/bbox_mAP' in output  # rank 0 gathered both halves and scored them

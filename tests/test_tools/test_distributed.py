@@ -9,7 +9,6 @@ A hook (helpers/rank_weights_hook.py) saves every rank's parameters after traini
 """
 import os
 import pickle
-import stat
 import sys
 
 import pytest
@@ -21,6 +20,7 @@ from tool_harness import (
     ROOT,
     TOOLS,
     VAL_PER_CLASS,
+    fake_srun_env,
     free_port,
     log_records,
     ok,
@@ -80,18 +80,9 @@ def test_torchrun_two_cpu_processes(dist_config, tmp_path):
 
 
 def test_slurm_two_cpu_tasks(dist_config, tmp_path):
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    srun = bin_dir / 'srun'
-    srun.write_text(f'#!/bin/sh\nexec {sys.executable} {os.path.join(HELPERS, "fake_srun.py")} '
-                    '"$@"\n')
-    srun.chmod(srun.stat().st_mode | stat.S_IXUSR)
     work_dir = str(tmp_path / 'work')
     # srun sets no MASTER_ADDR: the launcher must find the master from SLURM_NODELIST.
-    env = dict(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', PYTHON=sys.executable,
-               GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1', CPU_ONLY='1',
-               MASTER_PORT=str(free_port()), MASTER_ADDR=None, PYTHONPATH=HELPERS,
-               OMP_NUM_THREADS='1')
+    env = dict(fake_srun_env(tmp_path), PYTHONPATH=HELPERS)
     output = ok(run(['bash', os.path.join(TOOLS, 'slurm_train.sh'), 'cpu', 'pyconv-test',
                      dist_config, work_dir], env=env, timeout=300, cwd=ROOT))
     check_two_ranks_agree(work_dir, output)
