@@ -1,10 +1,12 @@
 """The PyConv operator (Duta et al., "Pyramidal Convolution", arXiv 2006.11538) as a conv layer.
 
-:class:`PyConv2d` owns the parameters (one ``nn.Conv2d`` per pyramid level, so that state-dict
-keys are ``levels.{i}.weight``) and its :class:`~mmpyconv.ops.plan.PyConvPlan`; its forward pass
-is one lookup in the implementation table of :mod:`mmpyconv.ops.dispatch`. It takes the
-arguments code written for a plain conv passes (mmcv's ``ConvModule`` and ``build_conv_layer``
-among them) and initialises its levels as ``ConvModule`` initialises a plain conv.
+:class:`PyConv2d` and its video counterpart :class:`PyConv3d` own the parameters (one
+``nn.Conv2d`` / ``nn.Conv3d`` per pyramid level, so that state-dict keys are
+``levels.{i}.weight``) and their :class:`~mmpyconv.ops.plan.PyConvPlan`; the forward pass is one
+lookup in the implementation table of :mod:`mmpyconv.ops.dispatch`. Both take the arguments code
+written for a plain conv passes (mmcv's ``ConvModule`` and ``build_conv_layer`` among them) and
+initialise their levels as ``ConvModule`` initialises a plain conv. Everything they share lives
+in :class:`_PyConvNd`; the two differ only in the plan they build and their conv class.
 """
 from typing import Optional, Sequence, Union
 
@@ -16,7 +18,7 @@ from mmengine.registry import MODELS
 from . import dispatch
 from .plan import PyConvPlan
 
-__all__ = ['PyConv2d']
+__all__ = ['PyConv2d', 'PyConv3d']
 
 IntOrSeq = Union[int, Sequence[int]]
 Padding = Union[None, str, int, Sequence]
@@ -51,8 +53,60 @@ def _check_padding(padding: Padding, plan: PyConvPlan) -> None:
             f'dilation*(k-1)//2 = {shown}; leave padding=None (or give padding=\'same\')')
 
 
+class _PyConvNd(nn.Module):
+    """What :class:`PyConv2d` and :class:`PyConv3d` share: parameters from a plan, the attributes
+    code written for a plain conv reads, initialisation, forward through the impl table."""
+
+    _conv = nn.Conv2d
+
+    def _build(self, plan: PyConvPlan, padding: Padding, bias: bool, impl: str) -> None:
+        _check_padding(padding, plan)
+        self.plan = plan
+        self.impl = impl
+        self.in_channels = plan.in_channels
+        self.out_channels = plan.out_channels
+        # The attributes code written for nn.Conv2d/3d reads (mmcv's ConvModule does), per level.
+        self.kernel_size = plan.kernels
+        self.groups = plan.groups
+        self.stride = plan.stride
+        self.dilation = plan.dilation
+        self.padding = plan.paddings
+        self.transposed = False
+        self.output_padding = (0, ) * plan.ndim
+        self.levels = nn.ModuleList(
+            self._conv(plan.in_channels, c, plan.kernel_size(i), stride=plan.stride,
+                       padding=plan.padding(i), dilation=plan.dilation, groups=g, bias=bias)
+            for i, (g, c) in enumerate(zip(plan.groups, plan.level_channels)))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Kaiming-normal (fan_out, ReLU) weights and zero biases, level by level.
+
+        What mmcv's ``ConvModule`` gives a plain conv; ``ConvModule`` leaves a conv that has its
+        own ``init_weights`` alone, so the layer calls this itself when it is built. A
+        backbone's or head's ``init_cfg`` (and pretrained weights) apply on top, as usual.
+        """
+        for level in self.levels:
+            kaiming_init(level, mode='fan_out', nonlinearity='relu', bias=0,
+                         distribution='normal')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.plan.check_input(x)
+        biases = None if self.levels[0].bias is None else [lvl.bias for lvl in self.levels]
+        return dispatch.compute(self.impl, self.plan, x, [lvl.weight for lvl in self.levels],
+                                biases)
+
+    def extra_repr(self) -> str:
+        p = self.plan
+        impl = '' if self.impl == 'auto' else f', impl={self.impl!r}'
+        temporal = '' if p.ndim == 2 else f', temporal_kernels={list(p.temporal_kernels)}'
+        return (f'{p.in_channels}, {p.out_channels}, kernels={list(p.kernels)}{temporal}, '
+                f'groups={list(p.groups)}, level_channels={list(p.level_channels)}, '
+                f'stride={p.stride}, dilation={p.dilation}{impl}')
+
+
 @MODELS.register_module()
-class PyConv2d(nn.Module):
+class PyConv2d(_PyConvNd):
     """2D Pyramidal Convolution, usable wherever a conv layer is.
 
     One ``nn.Conv2d`` per pyramid level (all reading the same input), outputs concatenated on
@@ -103,47 +157,69 @@ class PyConv2d(nn.Module):
                  impl: str = 'auto'):
         super().__init__()
         dispatch.check_impl(impl)
-        plan = PyConvPlan.create(in_channels, out_channels, kernel_size, groups, level_channels,
-                                 stride, dilation)
-        _check_padding(padding, plan)
-        self.plan = plan
-        self.impl = impl
-        self.in_channels = plan.in_channels
-        self.out_channels = plan.out_channels
-        # The attributes code written for nn.Conv2d reads (mmcv's ConvModule does), per level.
-        self.kernel_size = plan.kernels
-        self.groups = plan.groups
-        self.stride = plan.stride
-        self.dilation = plan.dilation
-        self.padding = plan.paddings
-        self.transposed = False
-        self.output_padding = (0, 0)
-        self.levels = nn.ModuleList(
-            nn.Conv2d(plan.in_channels, c, k, stride=plan.stride, padding=plan.padding(i),
-                      dilation=plan.dilation, groups=g, bias=bias)
-            for i, (k, g, c) in enumerate(zip(plan.kernels, plan.groups, plan.level_channels)))
-        self.init_weights()
+        self._build(
+            PyConvPlan.create(in_channels, out_channels, kernel_size, groups, level_channels,
+                              stride, dilation), padding, bias, impl)
 
-    def init_weights(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) weights and zero biases, level by level.
 
-        What mmcv's ``ConvModule`` gives a plain conv; ``ConvModule`` leaves a conv that has its
-        own ``init_weights`` alone, so the layer calls this itself when it is built. A
-        backbone's or head's ``init_cfg`` (and pretrained weights) apply on top, as usual.
-        """
-        for level in self.levels:
-            kaiming_init(level, mode='fan_out', nonlinearity='relu', bias=0,
-                         distribution='normal')
+@MODELS.register_module()
+class PyConv3d(_PyConvNd):
+    """3D (spatio-temporal) Pyramidal Convolution, for video networks.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.plan.check_input(x)
-        biases = None if self.levels[0].bias is None else [lvl.bias for lvl in self.levels]
-        return dispatch.compute(self.impl, self.plan, x, [lvl.weight for lvl in self.levels],
-                                biases)
+    The pyramid is spatial as in :class:`PyConv2d` (kernels 3, 5, 7, 9 growing, depth shrinking
+    through groups); each level also spans ``t`` frames, its kernel being ``(t, k, k)``. One
+    ``nn.Conv3d`` per level, outputs concatenated on the channel axis in level order; the same
+    plan arithmetic (:class:`~mmpyconv.ops.plan.PyConvPlan`), validation, padding rules,
+    ``impl`` switch and cost helper (:func:`~mmpyconv.ops.cost.pyconv_cost`) as the 2D layer.
+    Built directly, by ``build_conv_layer(dict(type='PyConv3d', ...), ...)`` or inside
+    ``ConvModule``.
 
-    def extra_repr(self) -> str:
-        p = self.plan
-        impl = '' if self.impl == 'auto' else f', impl={self.impl!r}'
-        return (f'{p.in_channels}, {p.out_channels}, kernels={list(p.kernels)}, '
-                f'groups={list(p.groups)}, level_channels={list(p.level_channels)}, '
-                f'stride={p.stride}, dilation={p.dilation}{impl}')
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int | Sequence[int]): Total output width, or one width per level.
+        kernel_size (int | Sequence[int]): Odd spatial kernel size of each level.
+            Default: (3, 5, 7, 9).
+        temporal_kernel_size (int | Sequence[int]): Odd temporal kernel size, one for every
+            level or one per level. Default: 3.
+        stride (int | tuple[int, int, int]): Stride of every level, one int or
+            ``(temporal, height, width)``. Default: 1.
+        padding (None | str | int | tuple | Sequence): As :class:`PyConv2d`: every level pads
+            by ``dilation * (k - 1) // 2`` per axis; a padding may be given only if it says the
+            same. Default: None.
+        dilation (int | tuple[int, int, int]): Dilation of every level. Default: 1.
+        groups (int | Sequence[int] | None): Groups of each level. Default: None, the paper's
+            (1, 4, 8, 16) truncated to the number of levels.
+        bias (bool): Whether each level has a bias. Default: False.
+        level_channels (Sequence[int] | None): Explicit width of each level. Default: None.
+        impl (str): ``'reference'`` (one grouped conv per level), ``'dense'`` (one dense conv
+            over the zero-masked weights) or ``'auto'`` (see :mod:`mmpyconv.ops.dispatch`; the
+            other implementations are 2D only and say so). Default: 'auto'.
+
+    Example:
+        >>> import torch
+        >>> m = PyConv3d(64, 64, kernel_size=(3, 5, 7, 9), temporal_kernel_size=3)
+        >>> m(torch.rand(1, 64, 8, 28, 28)).shape
+        torch.Size([1, 64, 8, 28, 28])
+        >>> [tuple(lvl.kernel_size) for lvl in m.levels]
+        [(3, 3, 3), (3, 5, 5), (3, 7, 7), (3, 9, 9)]
+    """
+
+    _conv = nn.Conv3d
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: Union[int, Sequence[int]],
+                 kernel_size: IntOrSeq = (3, 5, 7, 9),
+                 temporal_kernel_size: IntOrSeq = 3,
+                 stride: IntOrSeq = 1,
+                 padding: Padding = None,
+                 dilation: IntOrSeq = 1,
+                 groups: Optional[IntOrSeq] = None,
+                 bias: bool = False,
+                 level_channels: Optional[Sequence[int]] = None,
+                 impl: str = 'auto'):
+        super().__init__()
+        dispatch.check_impl(impl)
+        self._build(
+            PyConvPlan.create(in_channels, out_channels, kernel_size, groups, level_channels,
+                              stride, dilation, temporal_kernel_size), padding, bias, impl)
