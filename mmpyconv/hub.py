@@ -5,18 +5,17 @@ packages fill with ``ModelHub.register_model_index(model_index, config_prefix)``
 OpenMMLab package's ``.mim/model-index.yml``. ``import mmpyconv`` calls
 :func:`register_with_mmpretrain`, which must not import mmpretrain (nor any other toolbox), so
 the registration waits for mmpretrain: done at once when ``mmpretrain.apis.model`` is already
-loaded, otherwise by a one-shot ``sys.meta_path`` finder that wraps that module's loader and
-registers right after the module has run (``import mmpretrain`` loads it), then removes itself.
+loaded, otherwise right after that module has run (``import mmpretrain`` loads it), by
+:func:`mmpyconv.utils.import_hook.when_imported`.
 """
-import importlib.util
 import logging
 import os.path as osp
-import sys
-from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 from mmengine.logging import print_log
+
+from .utils.import_hook import when_imported
 
 __all__ = ['find_model_index', 'register_with_mmpretrain']
 
@@ -81,54 +80,6 @@ def _register_or_warn(model_module: ModuleType, model_index: str, config_prefix:
     return True
 
 
-class _RegisteringLoader:
-    """Runs the wrapped loader, then registers with the module's ``ModelHub``."""
-
-    def __init__(self, loader: Any, model_index: str, config_prefix: str) -> None:
-        self._loader = loader
-        self._model_index = model_index
-        self._config_prefix = config_prefix
-
-    def create_module(self, spec: ModuleSpec) -> Optional[ModuleType]:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        _register_or_warn(module, self._model_index, self._config_prefix)
-
-    def __getattr__(self, name: str) -> Any:
-        # get_source, get_filename, ...: tracebacks and inspect see the real loader's answers.
-        return getattr(self._loader, name)
-
-
-class _ModelHubFinder:
-    """A ``sys.meta_path`` finder for ``mmpretrain.apis.model`` alone, used once."""
-
-    def __init__(self, model_index: str, config_prefix: str) -> None:
-        self._model_index = model_index
-        self._config_prefix = config_prefix
-
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
-                  target: Optional[ModuleType] = None) -> Optional[ModuleSpec]:
-        if fullname != _MODEL_MODULE:
-            return None
-        self.remove()
-        for finder in list(sys.meta_path):  # the search the import system would have made
-            find = getattr(finder, 'find_spec', None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if hasattr(spec.loader, 'exec_module'):
-            spec.loader = _RegisteringLoader(spec.loader, self._model_index, self._config_prefix)
-        return spec
-
-    def remove(self) -> None:
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-
-
 def register_with_mmpretrain() -> bool:
     """Make the models of mmpyconv's metafiles known to ``mmpretrain.get_model``.
 
@@ -144,12 +95,6 @@ def register_with_mmpretrain() -> bool:
     if found is None:
         return False
     model_index, config_prefix = found
-    module = sys.modules.get(_MODEL_MODULE)
-    if module is not None:
-        return _register_or_warn(module, model_index, config_prefix)
-    if any(isinstance(finder, _ModelHubFinder) for finder in sys.meta_path):
-        return True
-    if importlib.util.find_spec('mmpretrain') is None:  # a top-level name: imports nothing
-        return False
-    sys.meta_path.insert(0, _ModelHubFinder(model_index, config_prefix))
-    return True
+    return when_imported(
+        _MODEL_MODULE,
+        lambda module: _register_or_warn(module, model_index, config_prefix))

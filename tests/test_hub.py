@@ -35,8 +35,8 @@ from mmpretrain.apis.model import ModelHub
 import mmpyconv.hub
 
 report['mmpyconv'] = os.path.dirname(mmpyconv.__file__)
-report['finders_left'] = [type(f).__name__ for f in sys.meta_path
-                          if type(f).__module__ == 'mmpyconv.hub']
+report['finders_left'] = [f.module_name for f in sys.meta_path
+                          if getattr(f, 'module_name', '').startswith('mmpretrain')]
 model = mmpretrain.get_model(built)
 report['backbone'] = [type(model.backbone).__name__, model.backbone.depth]
 report['config'] = model._config.filename
