@@ -13,7 +13,7 @@ train from that half-initialised network. The backbones refuse such a checkpoint
 """
 import logging
 import os
-from typing import Mapping, Optional, Set
+from typing import Callable, Mapping, Optional, Set
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -76,9 +76,11 @@ def _load_state_dict(checkpoint: str, prefix: Optional[str]) -> Optional[Mapping
 
 
 def check_fit(module: nn.Module, checkpoint: str, prefix: Optional[str] = None,
-              depth: int = 50) -> None:
+              depth: int = 50, transform: Optional[Callable] = None) -> None:
     """Refuse ``checkpoint`` if it fills less than half of ``module``'s pyramid levels or of
-    its tensors; log what does not fit when it fills more but not all.
+    its tensors; log what does not fit when it fills more but not all. ``transform(state,
+    own_shapes)``, if given, changes the loaded tensors in place as the module will when it
+    loads them (the video backbones inflate 2D weights), after the authors' keys are renamed.
 
     The pyramid levels decide: a plain ResNet-50 has a PyConvResNet-50's stem, 1x1 convs, norms
     and shortcuts with the same names and shapes (and its last stage's 3x3 convs are that
@@ -102,6 +104,8 @@ def check_fit(module: nn.Module, checkpoint: str, prefix: Optional[str] = None,
         return
     state = dict(state)
     remap_original_keys(state, own)
+    if transform is not None:  # what the module's own load pre-hooks do besides the renaming
+        transform(state, own)
     misfit = Misfit.compare(state, own)
     if misfit.exact:
         _FITTED.update([key] if key else [])

@@ -9,7 +9,7 @@ Both take what mmpretrain's and mmdet's ResNet blocks take where it applies to a
 stochastic depth (``drop_path_rate``) and, in the bottleneck, mmdet's plugins
 (``after_conv1`` / ``after_conv2`` / ``after_conv3``).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -25,8 +25,8 @@ PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 
 
 def _build_pyconv(pyconv_cfg: ConfigType, in_channels: int, out_channels: int,
-                  kernels: Sequence[int], groups: Sequence[int], stride: int,
-                  dilation: int) -> nn.Module:
+                  kernels: Sequence[int], groups: Sequence[int], stride: Union[int, Sequence[int]],
+                  dilation: Union[int, Sequence[int]]) -> nn.Module:
     """A block's PyConv: the stage plan, no bias unless ``pyconv_cfg`` asks for one."""
     for key in ('kernel_size', 'groups', 'stride', 'dilation'):
         if key in pyconv_cfg:
@@ -148,6 +148,8 @@ class PyConvBottleneck(_PyConvBlock):
             ``build_plugin_layer`` (ContextBlock, GeneralizedAttention, NonLocal2d, ...) and
             applied in order after that conv (after its norm and activation; after the last
             norm for ``after_conv3``). Default: None.
+        conv1_kernel_size (int | Sequence[int]): Kernel of the first conv, padded to keep the
+            size; a video backbone inflates it over time, e.g. ``(3, 1, 1)``. Default: 1.
     """
     default_expansion = 4
 
@@ -167,13 +169,17 @@ class PyConvBottleneck(_PyConvBlock):
                  conv_cfg: Optional[ConfigType] = None,
                  norm_cfg: ConfigType = dict(type='BN'),
                  act_cfg: ConfigType = dict(type='ReLU', inplace=True),
+                 conv1_kernel_size: Union[int, Sequence[int]] = 1,
                  init_cfg: Optional[ConfigType] = None):
         super().__init__(with_cp, act_cfg, downsample, drop_path_rate, init_cfg)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.expansion = expansion
         mid_channels = _mid_channels(out_channels, expansion)
-        self.conv1 = build_conv_layer(conv_cfg, in_channels, mid_channels, 1, bias=False)
+        padding = (conv1_kernel_size - 1) // 2 if isinstance(conv1_kernel_size, int) else tuple(
+            (k - 1) // 2 for k in conv1_kernel_size)
+        self.conv1 = build_conv_layer(conv_cfg, in_channels, mid_channels, conv1_kernel_size,
+                                      padding=padding, bias=False)
         self.norm_names = [self._add_norm(norm_cfg, mid_channels, 1)]
         self.conv2 = _build_pyconv(pyconv_cfg, mid_channels, mid_channels, pyconv_kernels,
                                    pyconv_groups, stride, dilation)

@@ -121,6 +121,10 @@ class PyConvResNet(BaseModule):
     default_expansion: Optional[int] = None
     default_pyconv_kernels: Plan = ((3, 5, 7, 9), (3, 5, 7), (3, 5), (3, ))
     default_pyconv_groups: Plan = ((1, 4, 8, 16), (1, 4, 8), (1, 4), (1, ))
+    # One output as a tensor rather than a 1-tuple: mmaction2's convention (its TSN and I3D
+    # heads take a tensor), which the class registered in mmaction2's registry follows (see
+    # toolboxes.py); a tuple elsewhere.
+    single_output_as_tensor = False
 
     def __init__(self,
                  depth: int,
@@ -180,6 +184,9 @@ class PyConvResNet(BaseModule):
         # init_cfg=dict(type='Pretrained') or load_state_dict.
         self.register_load_state_dict_pre_hook(original_layout_pre_hook)
 
+        if isinstance(depth, bool) or not isinstance(depth, int):
+            raise TypeError(f'{name}: depth must be an int such as 50 (one of '
+                            f'{sorted(self.arch_settings)}), not {depth!r}')
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for {name}; valid depths: '
                            f'{sorted(self.arch_settings)}')
@@ -312,13 +319,20 @@ class PyConvResNet(BaseModule):
                        dilation: int) -> Optional[nn.Sequential]:
         """Max-pool 3x3 (if strided or dilated) -> 1x1 conv -> norm (if widths differ)."""
         layers = []
-        if stride > 1 or dilation > 1:
-            layers.append(nn.MaxPool2d(kernel_size=3, stride=stride, padding=1))
+        pool = self.shortcut_pool(stride, dilation)
+        if pool is not None:
+            layers.append(pool)
         if in_channels != out_channels:
             layers.append(
                 build_conv_layer(self.conv_cfg, in_channels, out_channels, 1, bias=False))
             layers.append(build_norm_layer(self.norm_cfg, out_channels)[1])
         return nn.Sequential(*layers) if layers else None
+
+    def shortcut_pool(self, stride: int, dilation: int) -> Optional[nn.Module]:
+        """The max-pool 3x3 of a strided or dilated stage's shortcut."""
+        if stride > 1 or dilation > 1:
+            return nn.MaxPool2d(kernel_size=3, stride=stride, padding=1)
+        return None
 
     def _block_dilations(self, stage: int) -> List[int]:
         """Dilation of each block of a stage: the stage's; its first block's halved with
@@ -357,24 +371,30 @@ class PyConvResNet(BaseModule):
         blocks = []
         for j in range(num_blocks):
             blocks.append(
-                self.block(
-                    in_channels=in_channels if j == 0 else out_channels,
-                    out_channels=out_channels,
-                    expansion=self.expansion,
-                    stride=stride if j == 0 else 1,
-                    dilation=block_dilations[j],
-                    pyconv_kernels=pyconv_kernels,
-                    pyconv_groups=pyconv_groups,
-                    downsample=self._make_shortcut(in_channels, out_channels, stride, dilation)
-                    if j == 0 else None,
-                    with_cp=self.with_cp,
-                    drop_path_rate=drop_path_rates[j],
-                    pyconv_cfg=pyconv_cfg,
-                    conv_cfg=self.conv_cfg,
-                    norm_cfg=self.norm_cfg,
-                    act_cfg=self.act_cfg,
-                    **extra))
+                self.block(**self.block_args(
+                    j,
+                    dict(in_channels=in_channels if j == 0 else out_channels,
+                         out_channels=out_channels,
+                         expansion=self.expansion,
+                         stride=stride if j == 0 else 1,
+                         dilation=block_dilations[j],
+                         pyconv_kernels=pyconv_kernels,
+                         pyconv_groups=pyconv_groups,
+                         downsample=self._make_shortcut(in_channels, out_channels, stride,
+                                                        dilation) if j == 0 else None,
+                         with_cp=self.with_cp,
+                         drop_path_rate=drop_path_rates[j],
+                         pyconv_cfg=pyconv_cfg,
+                         conv_cfg=self.conv_cfg,
+                         norm_cfg=self.norm_cfg,
+                         act_cfg=self.act_cfg,
+                         **extra))))
         return nn.Sequential(*blocks)
+
+    def block_args(self, index: int, args: ConfigType) -> ConfigType:
+        """The arguments of block ``index`` of the stage being built (the video backbones turn
+        them into 3D ones); ``len(self.res_layers)`` is that stage's index."""
+        return args
 
     def _freeze_stages(self) -> None:
         frozen = []
@@ -412,13 +432,25 @@ class PyConvResNet(BaseModule):
                 if isinstance(module, _PyConvBlock):
                     constant_init(module.last_norm, 0)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        if x.dim() == self.conv1.weight.dim() - 1:
+            axes = '(N, C, H, W)' if x.dim() == 3 else '(N, C, T, H, W)'
+            raise ValueError(f'{type(self).__name__} takes a batch shaped {axes}, got one sample '
+                             f'of shape {tuple(x.shape)}: add the batch axis, x.unsqueeze(0)')
         x = self.relu(self.norm1(self.conv1(x)))
         outs = []
         for i, layer_name in enumerate(self.res_layers):
             x = getattr(self, layer_name)(x)
             if i in self.out_indices:
                 outs.append(x)
+        return self.outputs(outs)
+
+    def outputs(self, outs: List[torch.Tensor]) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """The stage outputs as this toolbox's heads take them: a tuple (mmpretrain, mmdet and
+        mmseg necks and heads index it), or one tensor where ``single_output_as_tensor`` says
+        so and there is one output (mmaction2's heads, as its ResNets return)."""
+        if self.single_output_as_tensor and len(outs) == 1:
+            return outs[0]
         return tuple(outs)
 
     def train(self, mode: bool = True) -> 'PyConvResNet':
