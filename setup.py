@@ -76,6 +76,8 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['mmpyconv', 'mmpyconv.*']),
+    # the table of GPU measurements impl='auto' reads (tools/analysis/gpu_check.py writes it)
+    package_data={'mmpyconv.ops': ['auto_table.json']},
     python_requires='>=3.8',
     # torch 2.0: public load-state-dict pre-hooks and torch.device as a context manager (the
     # backbones, the converters); impl='triton' needs torch >= 2.4 (torch.library.custom_op)

@@ -11,7 +11,11 @@ checkpoints are interchangeable):
   channels_last. The fastest form on CPUs.
 * ``'triton'`` -- fused Triton kernels: every level in one launch, the concatenated output
   written in place. CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1`` (for tests).
-* ``'auto'`` -- chosen per call by :func:`choose_impl` from the device, dtype and plan.
+* ``'nested'`` -- grouped levels whose group counts divide one another merged into one grouped
+  conv at the smallest of their group counts and the largest of their kernels (PyTorch's groups
+  nest), weights assembled on the fly; dense levels stay their own convs. 2D and 3D.
+* ``'auto'`` -- chosen per call by :func:`choose_impl` from the device, dtype and plan, and on
+  CUDA from the table of measurements shipped as ``auto_table.json`` (:func:`measured_impl`).
 
 Which one a layer uses: the layer's own ``impl`` (the constructor argument, so
 ``pyconv_cfg=dict(type='PyConv2d', impl='dense')`` in a config sets it) when it is not
@@ -21,19 +25,23 @@ import; otherwise the automatic rule. Adding an implementation is adding a row t
 :data:`IMPLS`.
 """
 import contextlib
+import json
 import os
+import warnings
 from types import ModuleType
 from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
-from .impls import dense, depthwise, reference, triton
+from .impls import dense, depthwise, nested, reference, triton
+from .impls.layout import memory_format_of
 from .plan import PyConvPlan
 
 __all__ = [
     'IMPLS', 'IMPL_NAMES', 'ENV_VAR', 'AUTO_DENSE_MAX_FLOP_RATIO', 'check_impl',
     'get_default_impl', 'set_default_impl', 'pyconv_impl', 'choose_impl', 'resolve_impl',
-    'compute'
+    'compute', 'AUTO_TABLE_PATH', 'AUTO_TABLE_ENV', 'AUTO_TABLE_SCHEMA', 'DTYPE_NAMES',
+    'table_key', 'measured_impl', 'auto_table', 'cuda_device_name'
 ]
 
 # name -> module with compute(x, plan, weights, biases) and unavailable(x, plan)
@@ -42,6 +50,7 @@ IMPLS: Dict[str, ModuleType] = {
     'dense': dense,
     'depthwise': depthwise,
     'triton': triton,
+    'nested': nested,
 }
 IMPL_NAMES = ('auto', *IMPLS)
 ENV_VAR = 'MMPYCONV_PYCONV_IMPL'
@@ -55,6 +64,18 @@ ENV_VAR = 'MMPYCONV_PYCONV_IMPL'
 AUTO_DENSE_MAX_FLOP_RATIO = 16.0
 
 _FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32)
+DTYPE_NAMES = {torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+
+# The table of measurements 'auto' reads on CUDA: for each GPU it was measured on (by name, as
+# torch.cuda.get_device_name gives it), the fastest implementation per layer shape (table_key).
+# tools/analysis/gpu_check.py --write-table writes it; MMPYCONV_AUTO_TABLE names another file.
+# Layout: {"schema": 1, "tables": [{"device": ..., "torch": ..., "entries": {key: impl}, ...}]}.
+AUTO_TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'auto_table.json')
+AUTO_TABLE_ENV = 'MMPYCONV_AUTO_TABLE'
+AUTO_TABLE_SCHEMA = 1
+
+_auto_table: Optional[dict] = None
+_device_names: Dict[int, Optional[str]] = {}
 
 
 def check_impl(impl: str, what: str = 'impl') -> str:
@@ -95,6 +116,91 @@ def pyconv_impl(impl: str) -> Iterator[None]:
         set_default_impl(previous)
 
 
+def table_key(plan: PyConvPlan, dtype: torch.dtype, memory_format: str) -> str:
+    """The key of a layer shape in the auto table: the plan (input width, then per level kernel
+    (``t.k`` in 3D), groups and width; stride; dilation), the compute dtype and the layout
+    (``'channels_last'`` or ``'contiguous'``), e.g.
+    ``'c64 k3,5,7,9 g1,4,8,16 o16,16,16,16 s1,1 d1,1 bf16 channels_last'``."""
+    kernels = plan.kernels if plan.temporal_kernels is None else [
+        f'{t}.{k}' for t, k in zip(plan.temporal_kernels, plan.kernels)]
+
+    def join(values):
+        return ','.join(str(v) for v in values)
+
+    return (f'c{plan.in_channels} k{join(kernels)} g{join(plan.groups)} '
+            f'o{join(plan.level_channels)} s{join(plan.stride)} d{join(plan.dilation)} '
+            f'{DTYPE_NAMES.get(dtype, str(dtype))} {memory_format}')
+
+
+def measured_impl(table: dict, device_name: Optional[str], key: str,
+                  torch_version: str = torch.__version__) -> Optional[str]:
+    """The implementation the auto ``table`` measured fastest for ``key`` on ``device_name``;
+    None where it holds no measurement of that shape on that device (or names an implementation
+    this version does not have). Among several tables of the device, one measured with the
+    running torch version wins, then the one written last."""
+    tables = [t for t in table.get('tables', ()) if t.get('device') == device_name]
+    tables.sort(key=lambda t: t.get('torch') == torch_version)  # stable: the last one wins
+    for entry in reversed(tables):
+        impl = entry.get('entries', {}).get(key)
+        if impl in IMPLS:
+            return impl
+    return None
+
+
+def auto_table() -> dict:
+    """The auto table (read once): ``$MMPYCONV_AUTO_TABLE`` or the package's ``auto_table.json``;
+    an empty one, with a warning, where that file cannot be read or has another schema."""
+    global _auto_table
+    if _auto_table is None:
+        path = os.environ.get(AUTO_TABLE_ENV) or AUTO_TABLE_PATH
+        table = {'schema': AUTO_TABLE_SCHEMA, 'tables': []}
+        try:
+            with open(path) as f:
+                loaded = json.load(f)
+            if loaded.get('schema') != AUTO_TABLE_SCHEMA:
+                raise ValueError(f'schema {loaded.get("schema")!r}, expected {AUTO_TABLE_SCHEMA}')
+            table = loaded
+        except (OSError, ValueError, AttributeError) as e:
+            warnings.warn(f'the PyConv auto table {path} is unusable ({e}); impl="auto" falls '
+                          'back to its FLOP rule on CUDA. Regenerate it with '
+                          'tools/analysis/gpu_check.py --write-table')
+        _auto_table = table
+    return _auto_table
+
+
+def cuda_device_name(device: torch.device) -> Optional[str]:
+    """The GPU's name (as the auto table keys devices), cached; None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index not in _device_names:
+        _device_names[index] = torch.cuda.get_device_name(index)
+    return _device_names[index]
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a conv computes ``x`` in: autocast's where autocast is on."""
+    device_type = x.device.type
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument, and it means CUDA
+        enabled = device_type == 'cuda' and torch.is_autocast_enabled()
+    if not enabled:
+        return x.dtype
+    if hasattr(torch, 'get_autocast_dtype'):
+        return torch.get_autocast_dtype(device_type)
+    return torch.get_autocast_gpu_dtype()
+
+
+def _measured_choice(plan: PyConvPlan, x: torch.Tensor) -> Optional[str]:
+    table = auto_table()
+    if not table.get('tables'):
+        return None
+    layout = 'channels_last' if memory_format_of(x) == torch.channels_last else 'contiguous'
+    return measured_impl(table, cuda_device_name(x.device),
+                         table_key(plan, _compute_dtype(x), layout))
+
+
 def choose_impl(plan: PyConvPlan, x: torch.Tensor) -> str:
     """The automatic rule: which implementation ``'auto'`` runs for this plan and input.
 
@@ -108,14 +214,17 @@ def choose_impl(plan: PyConvPlan, x: torch.Tensor) -> str:
       channels_last and 1.3-1.6x faster in NCHW, PyConvHGResNet-50 1.2x and 1.6-2x faster
       (tools/analysis/benchmark.py; the tables are in docs/speed.md). The dense form loses
       there: CPU convs are bound by arithmetic, which the masked zeros multiply.
-    * CUDA: ``'dense'`` while the plan's dense FLOP ratio is at most
-      :data:`AUTO_DENSE_MAX_FLOP_RATIO`, else ``'reference'``.
+    * CUDA: the implementation the auto table (:func:`auto_table`, written by
+      ``tools/analysis/gpu_check.py --write-table``) measured fastest for this layer shape,
+      compute dtype (autocast's, under autocast) and layout on a GPU of this name. For shapes
+      and GPUs the table does not cover: ``'dense'`` while the plan's dense FLOP ratio is at
+      most :data:`AUTO_DENSE_MAX_FLOP_RATIO`, else ``'reference'``.
     * whatever the rule picks, ``'reference'`` where that implementation cannot run the input
-      (a 3D plan, for now).
+      (a 3D plan, which the depthwise form and the Triton kernels do not compute).
 
-    The fused Triton kernels are not chosen automatically yet: they have been checked against
-    the reference under Triton's interpreter only, and have no GPU timing that would justify
-    them. Ask for them explicitly (``impl='triton'``).
+    Without a measurement, neither the fused Triton kernels nor the nested form are chosen: the
+    kernels have been checked against the reference under Triton's interpreter only, and neither
+    has a GPU timing that would justify it. Ask for them explicitly (``impl='triton'``).
     """
     if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
         return 'reference'
@@ -123,10 +232,11 @@ def choose_impl(plan: PyConvPlan, x: torch.Tensor) -> str:
         return 'reference'
     if x.device.type != 'cuda':
         choice = 'depthwise'
-    elif plan.num_levels > 1 and plan.dense_flop_ratio() <= AUTO_DENSE_MAX_FLOP_RATIO:
-        choice = 'dense'
     else:
-        choice = 'reference'
+        choice = _measured_choice(plan, x)
+        if choice is None:
+            dense_ok = plan.num_levels > 1 and plan.dense_flop_ratio() <= AUTO_DENSE_MAX_FLOP_RATIO
+            choice = 'dense' if dense_ok else 'reference'
     return 'reference' if IMPLS[choice].unavailable(x, plan) else choice
 
 

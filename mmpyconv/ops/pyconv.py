@@ -132,8 +132,8 @@ class PyConv2d(_PyConvNd):
         level_channels (Sequence[int] | None): Explicit width of each level, adding up to
             ``out_channels``. Default: None.
         impl (str): How the layer is computed: ``'reference'``, ``'dense'``, ``'depthwise'``,
-            ``'triton'`` or ``'auto'`` (see :mod:`mmpyconv.ops.dispatch`). All read the same
-            parameters, so checkpoints do not depend on it. Default: 'auto'.
+            ``'triton'``, ``'nested'`` or ``'auto'`` (see :mod:`mmpyconv.ops.dispatch`). All
+            read the same parameters, so checkpoints do not depend on it. Default: 'auto'.
 
     Example:
         >>> import torch
@@ -192,8 +192,9 @@ class PyConv3d(_PyConvNd):
         bias (bool): Whether each level has a bias. Default: False.
         level_channels (Sequence[int] | None): Explicit width of each level. Default: None.
         impl (str): ``'reference'`` (one grouped conv per level), ``'dense'`` (one dense conv
-            over the zero-masked weights) or ``'auto'`` (see :mod:`mmpyconv.ops.dispatch`; the
-            other implementations are 2D only and say so). Default: 'auto'.
+            over the zero-masked weights), ``'nested'`` (levels merged at nesting groups) or
+            ``'auto'`` (see :mod:`mmpyconv.ops.dispatch`; ``'depthwise'`` and ``'triton'`` are
+            2D only and say so). Default: 'auto'.
 
     Example:
         >>> import torch

@@ -6,6 +6,7 @@ interpreter, in a child pytest process started with ``TRITON_INTERPRET=1``
 tiny; channel widths stay those of the real plans.
 """
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ STAGE_PLANS = [
     ('hg-stage1', 128, (3, 5, 7, 9), (32, 32, 32, 32)),
     ('hg-stage2', 256, (3, 5, 7), (32, 64, 64)),
     ('hg-stage3', 512, (3, 5), (32, 64)),
+    ('hg-stage4', 64, (3, ), (32, )),
 ]
 # (stride, dilation, height, width)
 GEOMETRIES = [(1, 1, 8, 8), (2, 1, 13, 17), (1, 2, 13, 17)]
@@ -175,6 +177,32 @@ def test_dense_weight_is_the_masked_pyramid():
         assert torch.equal(block[:, 2 * j:2 * j + 2], module.levels[1].weight[2 * j:2 * j + 2])
         off_diagonal = torch.cat([block[:, :2 * j], block[:, 2 * j + 2:]], dim=1)
         assert not off_diagonal.any()
+
+
+# ---- nested groups: every stage plan, every geometry, both layouts ----------------------------
+
+
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+@pytest.mark.parametrize('stride,dilation,height,width', GEOMETRIES)
+@pytest.mark.parametrize('name,channels,kernels,groups', STAGE_PLANS,
+                         ids=[p[0] for p in STAGE_PLANS])
+def test_nested_matches_reference(name, channels, kernels, groups, stride, dilation, height,
+                                  width, channels_last):
+    """Output, input grad and every level's weight and bias grad (bias at stride 1 and 2)."""
+    module = _make(channels, kernels, groups, stride, dilation, bias=dilation == 1)
+    x = _input(2, channels, height, width, channels_last=channels_last)
+    _check_against_reference(module, 'nested', x, tol=1e-5)
+    with torch.no_grad():
+        out = module(x)
+    assert out.is_contiguous() != channels_last  # the caller's layout back
+
+
+def test_nested_bf16_matches_reference():
+    for kernels, groups, width in [((3, 5, 7, 9), (1, 4, 8, 16), 64),
+                                   ((3, 5, 7), (32, 64, 64), 256)]:
+        module = _make(width, kernels, groups, stride=2, bias=True).bfloat16()
+        x = _input(2, width, 13, 17, channels_last=True, dtype=torch.bfloat16)
+        _check_against_reference(module, 'nested', x, tol=3e-2)
 
 
 # ---- per level with depthwise rewrites: every stage plan, every geometry, both layouts --------
@@ -352,7 +380,14 @@ def _plan(kernels, groups, width=64):
     return PyConvPlan.create(width, width, kernels, groups)
 
 
-def test_auto_rule():
+@pytest.fixture
+def no_auto_table(monkeypatch):
+    """'auto' without measurements: the FLOP rule on CUDA, whatever table is installed."""
+    monkeypatch.setattr(dispatch, '_auto_table', {'schema': dispatch.AUTO_TABLE_SCHEMA,
+                                                  'tables': []})
+
+
+def test_auto_rule(no_auto_table):
     stage1 = _plan((3, 5, 7, 9), (1, 4, 8, 16))
     assert dispatch.choose_impl(stage1, _FakeInput('cpu')) == 'depthwise'
     assert dispatch.choose_impl(stage1, _FakeInput('cpu', torch.bfloat16)) == 'depthwise'
@@ -376,6 +411,107 @@ def test_auto_rule():
         assert dispatch.choose_impl(_plan(kernels, groups, 512), _FakeInput('cuda')) == 'reference'
     assert stage1.dense_flop_ratio() == pytest.approx(64 * 64 * 81 / (16 * (
         64 * 9 + 16 * 25 + 8 * 49 + 4 * 81)))
+
+
+class _FakeCudaInput(_FakeInput):
+    """A CPU tensor that says it is on CUDA: what the rule reads, layout included."""
+
+    def __init__(self, tensor: torch.Tensor):
+        super().__init__('cuda', tensor.dtype)
+        self.tensor = tensor
+
+    def dim(self):
+        return self.tensor.dim()
+
+    def is_contiguous(self, memory_format=torch.contiguous_format):
+        return self.tensor.is_contiguous(memory_format=memory_format)
+
+
+def test_auto_table_key_and_lookup():
+    """The pure lookup: by device name, then layer shape, dtype and layout."""
+    stage1 = _plan((3, 5, 7, 9), (1, 4, 8, 16))
+    key = dispatch.table_key(stage1, torch.bfloat16, 'channels_last')
+    assert key == 'c64 k3,5,7,9 g1,4,8,16 o16,16,16,16 s1,1 d1,1 bf16 channels_last'
+    strided = PyConvPlan.create(64, 128, (3, 5), (1, 4), stride=2, dilation=(1, 2))
+    assert dispatch.table_key(strided, torch.float32, 'contiguous') == (
+        'c64 k3,5 g1,4 o64,64 s2,2 d1,2 fp32 contiguous')
+    plan3d = PyConvPlan.create(16, 16, (3, 5), (1, 4), temporal_kernel_size=(1, 3))
+    assert dispatch.table_key(plan3d, torch.float16, 'contiguous').startswith('c16 k1.3,3.5 ')
+
+    fp32_key = dispatch.table_key(stage1, torch.float32, 'contiguous')
+    table = {'schema': 1, 'tables': [
+        {'device': 'GPU A', 'torch': '2.0.0', 'entries': {key: 'dense', fp32_key: 'reference'}},
+        {'device': 'GPU A', 'torch': '2.9.0', 'entries': {key: 'nested'}},
+        {'device': 'GPU B', 'torch': '2.0.0', 'entries': {key: 'warp-speed'}},
+    ]}
+    lookup = dispatch.measured_impl
+    assert lookup(table, 'GPU A', key, torch_version='2.0.0') == 'dense'  # same torch first
+    assert lookup(table, 'GPU A', key, torch_version='2.5.0') == 'nested'  # else the last
+    assert lookup(table, 'GPU A', fp32_key, torch_version='2.9.0') == 'reference'
+    assert lookup(table, 'GPU A', dispatch.table_key(stage1, torch.float16, 'contiguous')) is None
+    assert lookup(table, 'GPU B', key) is None  # not an implementation of this version
+    assert lookup(table, 'GPU C', key) is None and lookup(table, None, key) is None
+    assert lookup({'schema': 1, 'tables': []}, 'GPU A', key) is None
+
+
+def test_auto_reads_the_table_on_cuda(tmp_path, monkeypatch):
+    """A table written by the test, read through MMPYCONV_AUTO_TABLE; the device name is the
+    rule's own lookup function, replaced (torch.cuda is left alone)."""
+    stage1 = _plan((3, 5, 7, 9), (1, 4, 8, 16))
+    stage2 = _plan((3, 5, 7), (1, 4, 8), 128)
+    entries = {dispatch.table_key(stage1, torch.bfloat16, 'channels_last'): 'nested',
+               dispatch.table_key(stage1, torch.float32, 'contiguous'): 'depthwise',
+               dispatch.table_key(stage2, torch.float32, 'contiguous'): 'reference'}
+    path = tmp_path / 'table.json'
+    path.write_text(json.dumps({'schema': dispatch.AUTO_TABLE_SCHEMA, 'tables': [
+        {'device': 'Fake GPU', 'torch': torch.__version__, 'entries': entries}]}))
+    monkeypatch.setenv(dispatch.AUTO_TABLE_ENV, str(path))
+    monkeypatch.setattr(dispatch, '_auto_table', None)
+    monkeypatch.setattr(dispatch, 'cuda_device_name', lambda device: 'Fake GPU')
+
+    nhwc = _FakeCudaInput(_input(1, 64, 4, 4, channels_last=True, dtype=torch.bfloat16))
+    nchw = _FakeCudaInput(_input(1, 64, 4, 4))
+    assert dispatch.choose_impl(stage1, nhwc) == 'nested'
+    assert dispatch.choose_impl(stage1, nchw) == 'depthwise'
+    assert dispatch.choose_impl(stage2, _FakeCudaInput(_input(1, 128, 4, 4))) == 'reference'
+    # not in the table: the FLOP rule
+    assert dispatch.choose_impl(stage2, _FakeCudaInput(
+        _input(1, 128, 4, 4, channels_last=True))) == 'dense'
+    assert dispatch.choose_impl(_plan((3, 5), (32, 64), 512), _FakeCudaInput(
+        _input(1, 512, 2, 2))) == 'reference'
+    # another GPU: the FLOP rule
+    monkeypatch.setattr(dispatch, 'cuda_device_name', lambda device: 'Other GPU')
+    assert dispatch.choose_impl(stage1, nhwc) == 'dense'
+    # the CPU never reads the table
+    monkeypatch.setattr(dispatch, 'cuda_device_name', lambda device: 'Fake GPU')
+    assert dispatch.choose_impl(stage1, _FakeInput('cpu', torch.bfloat16)) == 'depthwise'
+
+
+def test_auto_table_compute_dtype_and_unusable_file(tmp_path, monkeypatch):
+    x = torch.rand(1, 2, 3, 3)
+    assert dispatch._compute_dtype(x) == torch.float32
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert dispatch._compute_dtype(x) == torch.bfloat16  # the table is keyed by what runs
+    for text in ('{"schema": 99, "tables": []}', 'not json', '[]'):
+        path = tmp_path / 'bad.json'
+        path.write_text(text)
+        monkeypatch.setenv(dispatch.AUTO_TABLE_ENV, str(path))
+        monkeypatch.setattr(dispatch, '_auto_table', None)
+        with pytest.warns(UserWarning, match='gpu_check.py --write-table'):
+            assert dispatch.auto_table()['tables'] == []
+
+
+def test_shipped_auto_table():
+    """The package ships the table's schema and no measurement (none has been made), and
+    declares it as package data so that wheels carry it."""
+    with open(dispatch.AUTO_TABLE_PATH) as f:
+        table = json.load(f)
+    assert table['schema'] == dispatch.AUTO_TABLE_SCHEMA and table['tables'] == []
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, 'setup.py')) as f:
+        assert "package_data={'mmpyconv.ops': ['auto_table.json']}" in f.read()
+    with open(os.path.join(root, 'MANIFEST.in')) as f:
+        assert 'include mmpyconv/ops/auto_table.json' in f.read().splitlines()
 
 
 def test_auto_exports_the_reference(monkeypatch):
@@ -487,7 +623,7 @@ def test_config_sets_impl_and_checkpoints_interchange():
 # ---- torch.compile ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('impl', ['reference', 'dense', 'depthwise'])
+@pytest.mark.parametrize('impl', ['reference', 'dense', 'depthwise', 'nested'])
 def test_compile_without_graph_breaks(impl):
     import torch._dynamo
     torch._dynamo.reset()

@@ -9,8 +9,8 @@ Prints markdown tables:
 1. training step (forward, cross-entropy, backward, SGD step) and inference: images/s, the ratio
    to ResNet-50 in the same setting, and peak GPU memory; one row per model and, for PyConv
    models, per PyConv implementation (``reference``, ``dense``, ``depthwise``, ``triton``,
-   ``auto``), for every dtype (``fp32``; ``bf16`` = autocast to bfloat16) in the chosen memory
-   format (channels_last by default);
+   ``nested``, ``auto``), for every dtype (``fp32``; ``bf16`` = autocast to bfloat16) in the
+   chosen memory format (channels_last by default);
 2. per PyConv layer (``--layer-models``, by default PyConvResNet-50's stride-1 PyConv of stages
    1-3 at the sizes the network gives them): forward + backward time of every implementation
    beside a plain 3x3 conv of the same width, and the largest error of each implementation's
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  'pyconvhgresnet50'],
                         help='resnet<d>, pyconvresnet<d>, pyconvhgresnet<d>; none: skip')
     parser.add_argument('--impls', nargs='+',
-                        default=['reference', 'dense', 'depthwise', 'triton'],
+                        default=['reference', 'dense', 'depthwise', 'triton', 'nested'],
                         choices=IMPL_NAMES, help='PyConv implementations to compare')
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     parser.add_argument('--modes', nargs='+', default=['train', 'infer'],
@@ -425,8 +425,9 @@ def _layer_outputs(layer: nn.Module, impl: str, x: torch.Tensor, grad: torch.Ten
     with _autocast(device, dtype):
         out = layer(x)
     out.backward(grad.to(out.dtype))
+    # every level's weight grad, and its bias grad where it has a bias (gpu_check.py's cases)
     result = [out.detach().float(), x.grad.float()] + [
-        level.weight.grad.float() for level in layer.levels
+        param.grad.float() for param in layer.levels.parameters()
     ]
     layer.zero_grad(set_to_none=True)
     layer.impl = 'auto'
