@@ -1,9 +1,11 @@
 """The seg configs through the real tools: train, test (single scale, --tta), demo, 2 processes.
 
 Everything runs as subprocesses with timeouts on a tiny ADE20K-format dataset written by
-tools/data/make_tiny_ade20k.py (64x64 scenes). The model is configs/pyconvseg/ade20k.py made
-small with --cfg-options (PyConvResNet-18 at half width, narrow heads, no ImageNet weights); a
-test config adapts the pipelines to 64x64 images, as a user would for a dataset of small images.
+tools/data/make_tiny_ade20k.py (64x64 scenes). The model is the shipped
+configs/pyconvseg/tiny/pyconvsegnet_pyconvresnet18_tiny-ade20k-64x64.py: configs/pyconvseg/
+ade20k.py made small (PyConvResNet-18 at half width, narrow heads, no ImageNet weights), with
+pipelines for 64x64 images, as a user would adapt it for a dataset of small images; the tests
+give it their data folder. SMALL_MODEL makes ade20k.py itself small through --cfg-options.
 """
 import importlib.util
 import os
@@ -25,6 +27,9 @@ from tool_harness import free_port, ok
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
 CONFIG = osp.join(REPO, 'configs', 'pyconvseg', 'ade20k.py')
+# configs/pyconvseg/ade20k.py made tiny: SMALL_MODEL, 64x64 pipelines, ITERS iterations.
+TINY_CONFIG = osp.join(REPO, 'configs', 'pyconvseg', 'tiny',
+                       'pyconvsegnet_pyconvresnet18_tiny-ade20k-64x64.py')
 # The classification side's launch-test hook: every rank dumps its weights after training.
 LAUNCH_HELPERS = osp.join(REPO, 'tests', 'test_tools', 'helpers')
 ITERS = 120
@@ -62,45 +67,13 @@ def data_root(tmp_path_factory) -> str:
 
 
 def write_tiny_config(path: str, data_root: str) -> str:
+    """The shipped tiny config (docs/segmentation.md's numbers come from it) on ``data_root``."""
     text = textwrap.dedent(f'''\
-        _base_ = {CONFIG!r}
+        _base_ = {TINY_CONFIG!r}
         data_root = {data_root!r}
-        crop_size = (64, 64)
-        train_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='CheckSegMap'),
-            dict(type='LoadAnnotations', reduce_zero_label=True),
-            dict(type='RandomResize', scale=(64, 64), ratio_range=(0.75, 1.5), keep_ratio=True),
-            dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='PackSegInputs'),
-        ]
-        test_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='CheckSegMap'),
-            dict(type='Resize', scale=(64, 64), keep_ratio=True),
-            dict(type='LoadAnnotations', reduce_zero_label=True),
-            dict(type='PackSegInputs'),
-        ]
-        tta_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='CheckSegMap'),
-            dict(type='TestTimeAug', transforms=[
-                [dict(type='Resize', scale=(s, s), keep_ratio=True) for s in (48, 64, 80)],
-                [dict(type='RandomFlip', prob=0., direction='horizontal'),
-                 dict(type='RandomFlip', prob=1., direction='horizontal')],
-                [dict(type='LoadAnnotations', reduce_zero_label=True)],
-                [dict(type='PackSegInputs')],
-            ]),
-        ]
-        loader = dict(num_workers=0, persistent_workers=False)
-        train_dataloader = dict(batch_size=4, **loader,
-                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
-        val_dataloader = dict(**loader, dataset=dict(data_root=data_root,
-                                                     pipeline=test_pipeline))
+        train_dataloader = dict(dataset=dict(data_root=data_root))
+        val_dataloader = dict(dataset=dict(data_root=data_root))
         test_dataloader = val_dataloader
-        model = dict(data_preprocessor=dict(size=crop_size),
-                     test_cfg=dict(_delete_=True, mode='whole'))
         ''')
     with open(path, 'w') as f:
         f.write(text)
@@ -116,11 +89,7 @@ def tiny_config(tmp_path_factory, data_root) -> str:
 def trained(tmp_path_factory, tiny_config):
     """One short training run: the checkpoint and the log that several tests read."""
     work_dir = str(tmp_path_factory.mktemp('seg_train'))
-    output = ok(tool(
-        'train.py', tiny_config, '--work-dir', work_dir, '--cfg-options', *SMALL_MODEL,
-        f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
-        f'param_scheduler.0.end={ITERS}', f'default_hooks.checkpoint.interval={ITERS}',
-        'default_hooks.logger.interval=20', 'randomness.seed=0', timeout=420))
+    output = ok(tool('train.py', tiny_config, '--work-dir', work_dir, timeout=420))
     checkpoint = osp.join(work_dir, f'iter_{ITERS}.pth')
     assert osp.isfile(checkpoint)
     return dict(work_dir=work_dir, output=output, checkpoint=checkpoint)
