@@ -163,3 +163,100 @@ def fake_srun_env(folder) -> Dict[str, Optional[str]]:
     return dict(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', PYTHON=sys.executable,
                 GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1', CPU_ONLY='1',
                 MASTER_PORT=str(free_port()), MASTER_ADDR=None, OMP_NUM_THREADS='1')
+
+
+def snapshot(folder) -> Dict[str, Tuple[int, str]]:
+    """{relative path: (mtime, sha1)} of every file under ``folder``: equal snapshots mean that
+    nothing in it was written."""
+    import hashlib
+    state = {}
+    for root, _, files in os.walk(str(folder)):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, 'rb') as f:
+                state[os.path.relpath(path, str(folder))] = (os.stat(path).st_mtime_ns,
+                                                             hashlib.sha1(f.read()).hexdigest())
+    return state
+
+
+def earlier_run(folder, config_name: str = 'tiny.py') -> str:
+    """A work directory holding an earlier run's files (a config copy and a note), which a
+    refused command must leave as they are."""
+    os.makedirs(str(folder), exist_ok=True)
+    with open(os.path.join(str(folder), config_name), 'w') as f:
+        f.write("# the earlier run's config\n")
+    with open(os.path.join(str(folder), 'notes.txt'), 'w') as f:
+        f.write('keep me\n')
+    return str(folder)
+
+
+def refused(main, argv: Sequence[str], work_dir, *fragments: str, error=None) -> str:
+    """Call a tool's ``main(argv)`` in this process: it must raise ``error`` (a UsageError by
+    default) whose one-line message holds every fragment, and leave ``work_dir`` unchanged.
+    Returns the message."""
+    if error is None:
+        from mmpyconv.runner import UsageError as error
+    before = snapshot(work_dir)
+    with pytest.raises(error) as info:
+        main(list(argv))
+    message = str(info.value)
+    print(message)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert '\n' not in message, message
+    assert snapshot(work_dir) == before, 'the work directory changed'
+    return message
+
+
+def truncate(path, keep: int = 100) -> str:
+    """Cut a file to its first ``keep`` bytes (an image or video written half-way)."""
+    with open(path, 'rb') as f:
+        head = f.read(keep)
+    with open(path, 'wb') as f:
+        f.write(head)
+    return str(path)
+
+
+# Small mmaction2 video data, written by the tests (no video tool or config of the repository is
+# needed: mmaction2's VideoDataset reads `file label` lines and decodes with decord).
+VIDEO_PIPELINE = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=2, frame_interval=1, num_clips=1, test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(-1, 16)),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+
+
+def write_video(path, frames: int = 8, size: Tuple[int, int] = (32, 24), seed: int = 0) -> str:
+    """A short mp4 (MPEG-4 part 2, written by OpenCV) of random frames."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 8, size)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return str(path)
+
+
+def video_dataset(folder, names: Sequence[str]) -> dict:
+    """The config of an mmaction2 VideoDataset of ``folder``'s videos ``names`` (label: index
+    mod 2), its annotation list written beside them."""
+    ann_file = os.path.join(str(folder), 'videos.txt')
+    with open(ann_file, 'w') as f:
+        f.writelines(f'{name} {i % 2}\n' for i, name in enumerate(names))
+    return dict(type='VideoDataset', ann_file=ann_file, data_prefix=dict(video=str(folder)),
+                pipeline=VIDEO_PIPELINE)
+
+
+def video_config(path, dataset: dict) -> str:
+    """An mmaction2 config file that trains and validates on ``dataset`` (for the data tools;
+    it has no model)."""
+    loader = dict(batch_size=2, num_workers=0,
+                  sampler=dict(type='DefaultSampler', shuffle=False), dataset=dataset)
+    with open(str(path), 'w') as f:
+        f.write(f"default_scope = 'mmaction'\ntrain_dataloader = {loader!r}\n"
+                f"val_dataloader = {dict(loader, dataset=dict(dataset, test_mode=True))!r}\n")
+    return str(path)

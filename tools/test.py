@@ -2,14 +2,17 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--tta]
                          [--show-dir DIR [--interval N]]
-                         [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+                         [--cfg-options KEY=VALUE ...] [--debug]
+                         [--launcher {none,pytorch,slurm,mpi}]
 
 Evaluates the config's test_dataloader with its test_evaluator and logs the metrics; with
 --show-dir the toolbox's visualization hook also draws the predictions into DIR. Checkpoints
 saved by mmengine load under torch >= 2.6 (see mmpyconv.compat). A checkpoint that does not fit
 the config's model, a missing dataset folder or a misspelt config key stops the run before
-anything is written, with a message that says what to fix (exit status 2). Multi-process runs
-start from tools/dist_test.sh (torchrun) or tools/slurm_test.sh (srun).
+anything is written, with a message that says what to fix (exit status 2); a file of the test set
+that cannot be read stops the run with one line naming it (exit status 1; ``--debug`` for the
+traceback). Multi-process runs start from tools/dist_test.sh (torchrun) or tools/slurm_test.sh
+(srun).
 """
 import argparse
 import sys
@@ -22,6 +25,7 @@ from mmpyconv.runner import (
     apply_common_args,
     apply_tta,
     build_runner,
+    data_guard,
     load_config,
     parse_launch_args,
     preflight,
@@ -45,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'every N-th batch (mmdet, mmseg). Default: 1')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (the config\'s tta_model and tta_pipeline)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of a sample that cannot be read, instead of '
+                        'the one-line message naming its file')
     add_launch_args(parser, 'test_dataloader.batch_size=64')
     return parse_launch_args(parser, argv)
 
@@ -62,7 +69,8 @@ def main(argv=None) -> None:
         add_visualization(cfg, args.show_dir, args.interval)
     preflight(cfg, args.config, ['test_dataloader'], checkpoint=args.checkpoint)
     setup_launcher(cfg, args.launcher)
-    build_runner(cfg).test()
+    with data_guard(args.config, not args.debug, args.cfg_options):
+        build_runner(cfg).test()
 
 
 if __name__ == '__main__':

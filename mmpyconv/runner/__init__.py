@@ -13,6 +13,7 @@ from .args import (
                    load_config,
                    parse_launch_args,
 )
+from .bad_data import BadDataError, data_guard
 from .config_check import check_config_keys
 from .errors import UsageError, run_tool
 from .launch import build_runner, setup_launcher
@@ -23,5 +24,5 @@ __all__ = [
     'TOOLBOX_SCOPES', 'DictAction', 'UsageError', 'run_tool', 'add_launch_args',
     'parse_launch_args', 'load_config', 'apply_common_args', 'check_config_keys', 'preflight',
     'build_model', 'check_checkpoint', 'setup_launcher', 'build_runner', 'apply_tta',
-    'add_dump_results', 'add_visualization'
+    'add_dump_results', 'add_visualization', 'BadDataError', 'data_guard'
 ]

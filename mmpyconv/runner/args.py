@@ -7,11 +7,14 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from .errors import UsageError, close_match
+from .checkpoints import resume_target
+from .errors import UsageError
+from .launch import check_launch_env
+from .overrides import apply_cfg_options
 
 __all__ = [
     'TOOLBOX_SCOPES', 'DictAction', 'add_launch_args', 'parse_launch_args', 'load_config',
-    'apply_common_args'
+    'check_work_dir', 'apply_common_args'
 ]
 
 TOOLBOX_SCOPES = ('mmpretrain', 'mmdet', 'mmseg', 'mmaction')
@@ -39,15 +42,15 @@ def load_config(path: str, cfg_options: Optional[Dict[str, Any]] = None) -> Conf
     """``Config.fromfile`` (runs ``custom_imports``) and the ``--cfg-options`` overrides.
 
     An override whose key is absent but close to an existing one (``model.backbone.dpeth``) is
-    refused as a typo; new keys (``model.backbone.frozen_stages``) are allowed.
+    refused as a typo; new keys (``model.backbone.frozen_stages``) are allowed. A top-level
+    variable (``data_root=...``) is applied everywhere the config used it, and a string where
+    the config holds a number is refused (:mod:`mmpyconv.runner.overrides`).
     """
     if not osp.isfile(path):
         raise UsageError(f'config file {path!r} does not exist')
     cfg = Config.fromfile(path)
-    for key in cfg_options or {}:
-        _check_override_key(cfg, key)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        cfg = apply_cfg_options(cfg, path, cfg_options)
     if not cfg.get('default_scope'):
         raise UsageError(
             f'{path} sets no default_scope, which decides the toolbox: add e.g. '
@@ -55,37 +58,31 @@ def load_config(path: str, cfg_options: Optional[Dict[str, Any]] = None) -> Conf
     return cfg
 
 
-def _check_override_key(cfg: Config, dotted: str) -> None:
-    node: Any = cfg
-    walked = []
-    for part in dotted.split('.'):
-        if isinstance(node, (list, tuple)) and part.isdigit():
-            if int(part) >= len(node):
-                raise UsageError(f'--cfg-options {dotted}: {".".join(walked)} has only '
-                                 f'{len(node)} entries')
-            node = node[int(part)]
-        elif isinstance(node, (dict, Config)):
-            if part not in node:
-                meant = close_match(part, node.keys()) if len(part) >= 4 else None
-                if meant:
-                    where = '.'.join(walked) or 'the config'
-                    raise UsageError(f'--cfg-options {dotted}: {where} has no key {part!r} '
-                                     f"(did you mean '{meant}'?)")
-                return
-            node = node[part]
-        else:
+def check_work_dir(work_dir: str, where: str) -> None:
+    """Refuse a work directory that is a file, or lies under one (mmengine would fail making
+    it after reading everything)."""
+    path = osp.abspath(work_dir)
+    while path and not osp.exists(path):
+        parent = osp.dirname(path)
+        if parent == path:
             return
-        walked.append(part)
+        path = parent
+    if osp.exists(path) and not osp.isdir(path):
+        named = '' if path == osp.abspath(work_dir) else f' ({path} is a file)'
+        raise UsageError(f'{where} {work_dir} is a file{named}, not a folder: give a folder for '
+                         'the logs and checkpoints (it is created if it does not exist)')
 
 
 def apply_common_args(cfg: Config, config_path: str, work_dir: Optional[str], launcher: str,
                       amp: bool = False, auto_scale_lr: bool = False,
                       resume: Optional[str] = None) -> None:
     """Apply the tools' common arguments to ``cfg`` in place, as the toolboxes' tools do."""
+    check_launch_env(launcher)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+    check_work_dir(cfg.work_dir, '--work-dir' if work_dir is not None else 'work_dir')
     cfg.launcher = launcher
     if amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
@@ -103,9 +100,8 @@ def apply_common_args(cfg: Config, config_path: str, work_dir: Optional[str], la
             raise UsageError('--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in '
                              'the config: the batch size its learning rate was set for')
         cfg.auto_scale_lr.enable = True
-    if resume == 'auto':
+    if resume is not None:
+        # mmengine's own auto-resume trains from scratch when it finds nothing: --resume names
+        # the checkpoint it resumes, or says why there is none (checked in preflight).
         cfg.resume = True
-        cfg.load_from = None
-    elif resume is not None:
-        cfg.resume = True
-        cfg.load_from = resume
+        cfg.load_from = resume_target(cfg.work_dir, resume)

@@ -18,7 +18,7 @@ from .errors import UsageError, close_match, did_you_mean, similarity
 
 __all__ = [
     'runner_keys', 'top_level_typo', 'keyword_arguments', 'lookup', 'resolve_type',
-    'check_config_keys', 'dataset_configs', 'is_local', 'under_data_root'
+    'check_config_keys', 'check_runner_values', 'dataset_configs', 'is_local', 'under_data_root'
 ]
 
 # Keys read besides the Runner's: custom_imports (by mmengine's Config), runner_type (by the
@@ -33,6 +33,11 @@ TYPO_SIMILARITY = 0.85
 TYPO_SIMILARITY_PRESENT = 0.92
 # What Runner.build_dataloader takes in a *_dataloader besides DataLoader's arguments.
 _DATALOADER_EXTRA = ('dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn')
+# Values the Runner and its loops need as whole numbers: (config key, keys in it).
+_WHOLE_NUMBERS = (('train_cfg', ('max_epochs', 'max_iters', 'val_interval', 'val_begin')),
+                  ('train_dataloader', ('batch_size', 'num_workers')),
+                  ('val_dataloader', ('batch_size', 'num_workers')),
+                  ('test_dataloader', ('batch_size', 'num_workers')))
 _CFG_READ = re.compile(r"\bcfg\.get\(\s*['\"](\w+)['\"]|\bcfg\[['\"](\w+)['\"]\]")
 
 
@@ -215,3 +220,27 @@ def check_config_keys(cfg: Config, loaders: Sequence[str]) -> None:
         _check_kwargs(r.HOOKS, hook, f'default_hooks.{name}', skip=('priority', ))
     for i, hook in enumerate(cfg.get('custom_hooks') or ()):
         _check_kwargs(r.HOOKS, hook, f'custom_hooks.{i}', skip=('priority', ))
+
+
+def check_runner_values(cfg: Config, loaders: Sequence[str]) -> None:
+    """Refuse a value the Runner needs as a whole number that is not one
+    (``train_cfg.max_epochs='abc'``): the loop would fail only once the run has started."""
+    training = 'train_dataloader' in loaders
+    for section, keys in _WHOLE_NUMBERS:
+        if section.endswith('_dataloader') and section not in loaders or \
+                section == 'train_cfg' and not training:
+            continue
+        values = cfg.get(section)
+        if not isinstance(values, dict):
+            continue
+        for key in keys:
+            value = values.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UsageError(f'{section}.{key} = {value!r}: the Runner needs a whole number '
+                                 f'there; set it in the config or with --cfg-options '
+                                 f'{section}.{key}=N')
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        interval = hook.get('interval') if isinstance(hook, dict) else None
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)):
+            raise UsageError(f'default_hooks.{name}.interval = {interval!r}: a hook interval is a '
+                             'whole number of iterations or epochs')

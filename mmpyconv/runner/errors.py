@@ -7,7 +7,12 @@ __all__ = ['UsageError', 'run_tool', 'close_match', 'similarity', 'did_you_mean'
 
 
 class UsageError(Exception):
-    """A problem with the command or the config that the user must fix; the message says how."""
+    """A problem with the command or the config that the user must fix; the message says how.
+
+    ``exit_status`` is what the tool exits with (:func:`run_tool`): 2, a usage error.
+    """
+
+    exit_status = 2
 
 
 def close_match(word: str, candidates: Iterable[str], cutoff: float = 0.8) -> Optional[str]:
@@ -28,10 +33,12 @@ def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.8) -> s
 
 
 def run_tool(main: Callable[[], Any]) -> int:
-    """Run a tool's main; a :class:`UsageError` becomes a one-paragraph message and exit 2."""
+    """Run a tool's main; a :class:`UsageError` becomes a one-paragraph message and its
+    ``exit_status`` (2 for usage errors). The exit status is otherwise what ``main`` returns
+    (an int), or 0."""
     try:
-        main()
+        status = main()
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
-    return 0
+        return e.exit_status
+    return status if isinstance(status, int) else 0

@@ -8,9 +8,12 @@ driver``; the slurm launcher also needs ``scontrol`` to find the master (referen
 :data:`MMENGINE_CPU_DIST_REFERENCE`; no upstream issue tracks it). On such a machine
 :func:`setup_launcher` starts a gloo process group from the launcher's environment before the
 Runner is built (the Runner then skips ``init_dist``) and gives the DDP wrapper
-``device_ids=None``. With an accelerator it does nothing and mmengine launches as usual.
+``device_ids=None``. With an accelerator it does nothing and mmengine launches as usual. Without
+one, the config's ``env_cfg.dist_cfg.backend`` becomes gloo and the log's environment record
+says how many processes run, not "GPU number" (:func:`build_runner`).
 """
 import datetime
+import logging
 import os
 import re
 import shutil
@@ -20,10 +23,13 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config
 
 from ..compat import allow_mmengine_checkpoints, patch_mmdet_ssd_head
+from .bad_data import BadDataError, annotation_failure, mark_datasets
+from .errors import UsageError
 
 __all__ = [
     'MMENGINE_CPU_DIST_REFERENCE', 'accelerator_available', 'slurm_first_host',
-    'init_cpu_process_group', 'cpu_ddp_wrapper_cfg', 'setup_launcher', 'build_runner'
+    'launch_env_problem', 'check_launch_env', 'init_cpu_process_group', 'cpu_ddp_wrapper_cfg',
+    'setup_launcher', 'build_runner'
 ]
 
 MMENGINE_CPU_DIST_REFERENCE = (
@@ -80,6 +86,34 @@ def slurm_first_host(nodelist: str) -> str:
     return host
 
 
+def launch_env_problem(launcher: str) -> Optional[str]:
+    """Why the environment is not that of a ``launcher`` start (the variables it sets are
+    missing), or None."""
+    if launcher not in _LAUNCHER_ENV:
+        return None
+    env = os.environ
+    rank_var, world_var, _ = _LAUNCHER_ENV[launcher]
+    missing = [v for v in (rank_var, world_var) if v not in env]
+    if launcher == 'pytorch':
+        missing += [v for v in ('MASTER_ADDR', 'MASTER_PORT') if v not in env]
+    if launcher == 'mpi' and 'MASTER_ADDR' not in env:
+        missing.append('MASTER_ADDR')
+    if launcher == 'slurm' and 'MASTER_ADDR' not in env and 'SLURM_NODELIST' not in env:
+        missing.append('SLURM_NODELIST (or MASTER_ADDR)')
+    if not missing:
+        return None
+    return (f'--launcher {launcher} needs the environment variables {", ".join(missing)}, '
+            f'which are not set: start the command with {_LAUNCHED_BY[launcher]}, or use '
+            '--launcher none for a single process')
+
+
+def check_launch_env(launcher: str) -> None:
+    """Refuse ``--launcher pytorch|slurm|mpi`` in a process its launcher did not start."""
+    problem = launch_env_problem(launcher)
+    if problem:
+        raise UsageError(problem)
+
+
 def init_cpu_process_group(launcher: str,
                            backend: str = 'gloo',
                            timeout_s: Optional[float] = None) -> bool:
@@ -109,18 +143,9 @@ def init_cpu_process_group(launcher: str,
         return False
     env = os.environ
     rank_var, world_var, local_var = _LAUNCHER_ENV[launcher]
-    missing = [v for v in (rank_var, world_var) if v not in env]
-    if launcher == 'pytorch':
-        missing += [v for v in ('MASTER_ADDR', 'MASTER_PORT') if v not in env]
-    if launcher == 'mpi' and 'MASTER_ADDR' not in env:
-        missing.append('MASTER_ADDR')
-    if launcher == 'slurm' and 'MASTER_ADDR' not in env and 'SLURM_NODELIST' not in env:
-        missing.append('SLURM_NODELIST (or MASTER_ADDR)')
-    if missing:
-        raise RuntimeError(
-            f'--launcher {launcher} needs the environment variables {", ".join(missing)}, which '
-            f'are not set: start the command with {_LAUNCHED_BY[launcher]}, or use '
-            '--launcher none for a single process')
+    problem = launch_env_problem(launcher)
+    if problem:
+        raise RuntimeError(problem)
     rank, world_size = int(env[rank_var]), int(env[world_var])
     local_rank = int(env.get(local_var, 0))
     if launcher == 'slurm' and 'MASTER_ADDR' not in env:
@@ -171,6 +196,13 @@ def _sync_bn_to_bn(node: Any) -> Any:
 def setup_launcher(cfg: Config, launcher: str) -> None:
     """Start a distributed launch on a machine without an accelerator, before the Runner (see
     the module docstring); with an accelerator, or ``--launcher none``, do nothing."""
+    check_launch_env(launcher)
+    if not accelerator_available():
+        # mmengine's default (and the toolboxes' runtimes) name nccl, which the log repeats;
+        # without an accelerator the processes talk through gloo.
+        env_cfg = cfg.get('env_cfg') or {}
+        env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        cfg.env_cfg = env_cfg
     timeout = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
     if init_cpu_process_group(launcher, timeout_s=timeout):
         cfg.model_wrapper_cfg = cpu_ddp_wrapper_cfg(cfg.get('model_wrapper_cfg'),
@@ -179,13 +211,73 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
         cfg.model = _sync_bn_to_bn(cfg.model)
 
 
-def build_runner(cfg: Config):
-    """``Runner.from_cfg``, or the config's ``runner_type`` from the RUNNERS registry."""
-    from mmengine.registry import RUNNERS
+class _ProcessCount(logging.Filter):
+    """Rewrites the environment record of a run without an accelerator: mmengine logs its
+    world size as 'GPU number'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and '\n    GPU number: ' in record.msg:
+            record.msg = re.sub(r'\n    GPU number: (\d+)',
+                                r'\n    processes: \1 (CPU only: no GPU)', record.msg)
+        return True
+
+
+def _tool_runner():
+    """mmengine's Runner as the tools run it (a class made on first use: mmengine's runner
+    module is heavy to import). Two differences: the environment record names the processes,
+    not GPUs, on a machine without one; every dataset it builds is marked with its dataloader's
+    name, for the message of :mod:`mmpyconv.runner.bad_data`."""
+    global _ToolRunner
+    if _ToolRunner is not None:
+        return _ToolRunner
     from mmengine.runner import Runner
+
+    class ToolRunner(Runner):
+
+        def _log_env(self, env_cfg: dict) -> None:
+            if accelerator_available():
+                return super()._log_env(env_cfg)
+            rename = _ProcessCount()
+            self.logger.addFilter(rename)
+            try:
+                super()._log_env(env_cfg)
+            finally:
+                self.logger.removeFilter(rename)
+
+        def build_dataloader(self, dataloader, seed=None, diff_rank_seed=False):
+            # A config's test_dataloader may be its val_dataloader: both are named then.
+            found = [name for name, held in (('train_dataloader', self._train_dataloader),
+                                             ('val_dataloader', self._val_dataloader),
+                                             ('test_dataloader', self._test_dataloader))
+                     if held is dataloader]
+            name = '/'.join(found) or None
+            try:
+                loader = Runner.build_dataloader(dataloader, seed=seed,
+                                                 diff_rank_seed=diff_rank_seed)
+            except UsageError:
+                raise
+            except Exception as error:
+                message = annotation_failure(dataloader, name, error)
+                if message is None:
+                    raise
+                raise BadDataError(message) from error
+            mark_datasets(loader.dataset, name)
+            return loader
+
+    _ToolRunner = ToolRunner
+    return ToolRunner
+
+
+_ToolRunner = None
+
+
+def build_runner(cfg: Config):
+    """The Runner of the tools (:func:`_tool_runner`), or the config's ``runner_type`` from the
+    RUNNERS registry."""
+    from mmengine.registry import RUNNERS
     allow_mmengine_checkpoints()
     if cfg.get('default_scope') == 'mmdet':
         patch_mmdet_ssd_head()
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return _tool_runner().from_cfg(cfg)

@@ -10,16 +10,17 @@ import copy
 import os.path as osp
 import re
 import traceback
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from ..compat import allow_mmengine_checkpoints
 from ..convert import CONVERTERS, Misfit, detect_layout, extract_state_dict
 from ..models.backbones.pretrained import PRETRAINED_TYPES
+from .checkpoints import check_resumable, load_checkpoint_file, unreadable_reason
 from .coco_check import report_coco_datasets
 from .config_check import (
     check_config_keys,
+    check_runner_values,
     dataset_configs,
     is_local,
     keyword_arguments,
@@ -29,6 +30,7 @@ from .config_check import (
 )
 from .errors import UsageError, did_you_mean
 from .launch import accelerator_available
+from .video_check import report_video_datasets
 
 __all__ = [
     'check_paths', 'check_datasets_build', 'build_model', 'check_pretrained', 'check_checkpoint',
@@ -36,10 +38,19 @@ __all__ = [
 ]
 
 
+def _variable_for(cfg: Config, key: str, value: str) -> Optional[str]:
+    """``key`` when the config has a top-level variable ``key`` holding ``value`` (which
+    ``--cfg-options key=...`` sets everywhere it was used), else None."""
+    return key if cfg.get(key) == value else None
+
+
 def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
     """A sentence for every local ``data_root``, ``ann_file``, ``data_prefix`` (and mmpretrain
-    ``split``) folder or file the datasets of ``loaders`` read that does not exist."""
-    missing = []
+    ``split``) folder or file the datasets of ``loaders`` read that does not exist; the
+    datasets that share a missing path (train and val under one ``data_root``) share its
+    sentence."""
+    roots: Dict[str, List[str]] = {}
+    files: Dict[tuple, List[str]] = {}
     for loader in loaders:
         loader_cfg = cfg.get(loader)
         if not isinstance(loader_cfg, dict):
@@ -47,11 +58,7 @@ def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
         for dataset, where in dataset_configs(loader_cfg.get('dataset'), f'{loader}.dataset'):
             root = dataset.get('data_root') or ''
             if is_local(root) and not osp.isdir(root):
-                missing.append(
-                    f"{where}.data_root = {root!r}: no such folder (looked in "
-                    f"{osp.abspath(root)}). Put the dataset there (tools/data/ writes small "
-                    f'ones), or point the config at it with --cfg-options '
-                    f'{where}.data_root=PATH')
+                roots.setdefault(root, []).append(f'{where}.data_root')
                 continue
             paths = []
             if isinstance(dataset.get('ann_file'), str):
@@ -64,14 +71,22 @@ def _missing_dataset_paths(cfg: Config, loaders: Sequence[str]) -> List[str]:
             if isinstance(dataset.get('split'), str) and not prefix:
                 paths.append(('split', dataset['split']))
             for key, path in paths:
-                if not is_local(path):
-                    continue
                 full = under_data_root(root, path)
-                if not osp.exists(full):
-                    missing.append(
-                        f'{where}.{key} = {path!r}: {full} does not exist. Check the dataset '
-                        f'under {root or "the current folder"!r} or set {where}.{key} '
-                        '(--cfg-options)')
+                if is_local(path) and not osp.exists(full):
+                    files.setdefault((key, path, full, root), []).append(f'{where}.{key}')
+    missing = []
+    for root, wheres in roots.items():
+        variable = _variable_for(cfg, 'data_root', root)
+        fix = f'{variable}=PATH' if variable else ' '.join(f'{w}=PATH' for w in wheres)
+        missing.append(
+            f"{' and '.join(wheres)} = {root!r}: no such folder (looked in "
+            f'{osp.abspath(root)}). Put the dataset there (tools/data/ writes small ones), or '
+            f'point the config at it with --cfg-options {fix}')
+    for (key, path, full, root), wheres in files.items():
+        missing.append(
+            f"{' and '.join(wheres)} = {path!r}: {full} does not exist. Check the dataset "
+            f'under {root or "the current folder"!r} or set {" and ".join(wheres)} '
+            '(--cfg-options)')
     return missing
 
 
@@ -90,26 +105,40 @@ def _checkpoints(node, where: str):
             yield from _checkpoints(value, f'{where}.{i}')
 
 
-def _missing_checkpoints(cfg: Config) -> List[str]:
-    """A sentence for every local checkpoint file the model config names that does not
-    exist (what ``init_weights`` would fail on after the Runner has written its files)."""
-    return [
-        f'{where} = {path!r}: no such file (looked in {osp.abspath(path)}). Put the '
-        f'checkpoint there, set {where} (--cfg-options), or drop it (None) to start from '
-        'random weights' for where, path in _checkpoints(cfg.get('model'), 'model')
-        if is_local(path) and not osp.isfile(path)
-    ]
+def _bad_checkpoints(cfg: Config) -> Tuple[List[str], List[str]]:
+    """Sentences for the local checkpoint files the model config names (what ``init_weights``
+    would fail on after the Runner has written its files): those that do not exist, and those
+    that are not checkpoints (judged from the zip directory or first byte, not read whole)."""
+    missing, unreadable = [], []
+    for where, path in _checkpoints(cfg.get('model'), 'model'):
+        if not is_local(path):
+            continue
+        if not osp.isfile(path):
+            missing.append(
+                f'{where} = {path!r}: no such file (looked in {osp.abspath(path)}). Put the '
+                f'checkpoint there, set {where} (--cfg-options), or drop it (None) to start '
+                'from random weights')
+        elif unreadable_reason(path):
+            unreadable.append(f'{where} = {path!r}: {unreadable_reason(path)}')
+    return missing, unreadable
 
 
-def check_paths(cfg: Config, loaders: Sequence[str]) -> None:
-    """Every dataset folder or file and every pretrained checkpoint the run will read must
-    exist; all that do not are named in one message."""
-    missing = _missing_dataset_paths(cfg, loaders) + _missing_checkpoints(cfg)
-    if len(missing) == 1:
-        raise UsageError(missing[0])
-    if missing:
-        raise UsageError(f'{len(missing)} paths of the config do not exist: ' +
-                         ' '.join(f'({i}) {m}' for i, m in enumerate(missing, 1)))
+def check_paths(cfg: Config, loaders: Sequence[str], checkpoints: bool = True) -> None:
+    """Every dataset folder or file and (with ``checkpoints``) every pretrained checkpoint the
+    run will read must exist (and be a checkpoint); all that do not are named in one message."""
+    missing = _missing_dataset_paths(cfg, loaders)
+    unreadable: List[str] = []
+    if checkpoints:
+        missing_checkpoints, unreadable = _bad_checkpoints(cfg)
+        missing += missing_checkpoints
+    problems = missing + unreadable
+    if len(problems) == 1:
+        raise UsageError(problems[0])
+    if problems:
+        head = (f'{len(problems)} paths of the config do not exist' if not unreadable else
+                f'{len(problems)} paths of the config cannot be used')
+        raise UsageError(f'{head}: ' +
+                         ' '.join(f'({i}) {m}' for i, m in enumerate(problems, 1)))
 
 
 def check_pretrained(model) -> None:
@@ -197,15 +226,8 @@ def check_datasets_build(cfg: Config, loaders: Sequence[str]) -> None:
             raise _build_error(e, (TRANSFORMS, DATASETS), f'{loader}.dataset') from e
 
 
-def _load(path: str) -> Dict:
-    from mmengine.runner.checkpoint import CheckpointLoader
-    allow_mmengine_checkpoints()
-    if '://' not in path and not osp.isfile(path):
-        raise UsageError(f'checkpoint {path!r} does not exist')
-    try:
-        return CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    except Exception as e:  # noqa: BLE001 -- any failure to read is reported the same way
-        raise UsageError(f'cannot read checkpoint {path!r}: {type(e).__name__}: {e}') from e
+# What named a checkpoint, by what it is for (messages).
+_NAMED_BY = {'test': 'checkpoint', 'resume': '--resume', 'load_from': 'load_from'}
 
 
 def check_checkpoint(model, path: str, config_path: str, purpose: str,
@@ -224,7 +246,7 @@ def check_checkpoint(model, path: str, config_path: str, purpose: str,
     from mmengine.model import BaseTTAModel
     if isinstance(model, BaseTTAModel):
         model = model.module
-    checkpoint = _load(path)
+    checkpoint = load_checkpoint_file(path, _NAMED_BY.get(purpose, 'checkpoint'))
     state = extract_state_dict(checkpoint)
     layout = detect_layout(state)
     if layout == 'pyconvsegnet':
@@ -238,6 +260,8 @@ def check_checkpoint(model, path: str, config_path: str, purpose: str,
             "with init_cfg=dict(type='Pretrained', checkpoint=...)")
     misfit = Misfit.compare(state, {k: v.shape for k, v in model.state_dict().items()})
     if misfit.exact or (not require_all and misfit.fitting):
+        if purpose == 'resume':
+            check_resumable(checkpoint, path)
         return
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     origin = ''
@@ -277,9 +301,12 @@ def preflight(cfg: Config, config_path: str, loaders: Sequence[str],
         if loader not in cfg or cfg.get(loader) is None:
             raise UsageError(f'{config_path} has no {loader}, which this tool needs')
     check_config_keys(cfg, loaders)
+    check_runner_values(cfg, loaders)
     check_paths(cfg, loaders)
     # COCO annotation files (mmdet): broken ones stop the run, what mmdet filters is logged.
     report_coco_datasets(cfg, loaders)
+    # mmaction2's video lists: missing or empty videos, labels the head does not have.
+    report_video_datasets(cfg, loaders)
     check_datasets_build(cfg, loaders)
     training = 'train_dataloader' in loaders
     wrapper = (cfg.get('optim_wrapper') or {}).get('type') if training else None

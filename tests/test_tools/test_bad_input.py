@@ -5,7 +5,6 @@ copy and start a log as soon as it is built).
 Most cases call the tools' ``main`` in this process (the same code path, without a second
 interpreter start); one runs the real command to check the exit status and the output.
 """
-import hashlib
 import os
 import sys
 import textwrap
@@ -13,45 +12,19 @@ import textwrap
 import pytest
 import torch
 
-from mmpyconv.runner import UsageError
-
-from tool_harness import TOOLS, load_tool, run, write_config
+from tool_harness import TOOLS, earlier_run, load_tool, refused, run, snapshot, write_config
 
 train_tool = load_tool('train.py')
 test_tool = load_tool('test.py')
-
-
-def snapshot(folder):
-    state = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, 'rb') as f:
-                state[os.path.relpath(path, folder)] = (os.stat(path).st_mtime_ns,
-                                                        hashlib.sha1(f.read()).hexdigest())
-    return state
+SHAPES_CONFIG = os.path.join(os.path.dirname(TOOLS), 'configs', 'pyconvresnet',
+                             'pyconvresnet18_1xb32_shapes.py')
+NOT_A_CHECKPOINT = 'not a checkpoint: cannot be unpickled; was it fully written?'
 
 
 @pytest.fixture
 def work_dir(tmp_path, test_config):
     """A work directory with an earlier run's files in it."""
-    folder = tmp_path / 'work'
-    folder.mkdir()
-    (folder / os.path.basename(test_config)).write_text('# the earlier run\'s config\n')
-    (folder / 'notes.txt').write_text('keep me\n')
-    return str(folder)
-
-
-def refused(main, argv, work_dir, *fragments):
-    before = snapshot(work_dir)
-    with pytest.raises(UsageError) as info:
-        main(argv)
-    message = str(info.value)
-    print(message)
-    for fragment in fragments:
-        assert fragment in message, message
-    assert snapshot(work_dir) == before, 'the work directory changed'
-    return message
+    return earlier_run(tmp_path / 'work', os.path.basename(test_config))
 
 
 def classifier_checkpoint(path, depth):
@@ -77,8 +50,7 @@ def test_missing_dataset_folder(tmp_path, work_dir):
 
 def test_missing_split_folder(tmp_path, shapes_root, work_dir):
     refused(train_tool.main, [
-        os.path.join(os.path.dirname(TOOLS), 'configs', 'pyconvresnet',
-                     'pyconvresnet18_1xb32_shapes.py'), '--work-dir', work_dir,
+        SHAPES_CONFIG, '--work-dir', work_dir,
         '--cfg-options', f'train_dataloader.dataset.data_root={shapes_root}',
         f'val_dataloader.dataset.data_root={tmp_path}'
     ], work_dir, 'val_dataloader.dataset.data_prefix', "'val'", 'does not exist')
@@ -210,16 +182,32 @@ def test_config_without_default_scope(tmp_path, work_dir):
 
 
 def test_every_missing_path_in_one_message(tmp_path, work_dir):
-    """Dataset folders and pretrained checkpoints that do not exist, named together."""
+    """Dataset folders and pretrained checkpoints that do not exist, named together; the
+    loaders that share a data root share its sentence."""
     config = write_config(str(tmp_path / 'cfg.py'), str(tmp_path / 'no_such_dataset'), extra=f'''
         model = dict(backbone=dict(init_cfg=dict(
             type='Pretrained', checkpoint={str(tmp_path / 'no_such_weights.pth')!r})))
         ''')
     message = refused(train_tool.main, [config, '--work-dir', work_dir], work_dir,
-                      '3 paths of the config do not exist', 'train_dataloader.dataset.data_root',
-                      'val_dataloader.dataset.data_root',
-                      'model.backbone.init_cfg.checkpoint', 'no_such_weights.pth')
-    assert '(3) model.backbone.init_cfg.checkpoint' in message and '\n' not in message
+                      '2 paths of the config do not exist',
+                      '(1) train_dataloader.dataset.data_root and '
+                      'val_dataloader.dataset.data_root = ', '--cfg-options data_root=PATH',
+                      '(2) model.backbone.init_cfg.checkpoint', 'no_such_weights.pth')
+    assert message.count('no_such_dataset') == 2  # the value and where it was looked for
+
+
+def test_shipped_config_without_data_names_every_split_and_one_fix(tmp_path, shapes_root,
+                                                                   work_dir):
+    """No dataset: one message for train and val, whose fix (the config's data_root) is the
+    only change the next run needs."""
+    refused(train_tool.main, [SHAPES_CONFIG, '--work-dir', work_dir, '--cfg-options',
+                              f'data_root={tmp_path / "absent"}'], work_dir,
+            'train_dataloader.dataset.data_root and val_dataloader.dataset.data_root',
+            'no such folder', '--cfg-options data_root=PATH')
+    from mmpyconv.runner import apply_common_args, load_config, preflight
+    cfg = load_config(SHAPES_CONFIG, {'data_root': shapes_root})
+    apply_common_args(cfg, SHAPES_CONFIG, work_dir, 'none')
+    preflight(cfg, SHAPES_CONFIG, ['train_dataloader', 'val_dataloader'])
 
 
 def test_resnet_weights_for_a_pyconv_backbone(tmp_path, test_config, work_dir):
@@ -233,3 +221,144 @@ def test_resnet_weights_for_a_pyconv_backbone(tmp_path, test_config, work_dir):
     refused(train_tool.main, [str(config), '--work-dir', work_dir], work_dir,
             'resnet18.pth fills', 'pyramid-level tensors of PyConvResNet',
             'checkpoint of another network', 'init_cfg=None')
+
+
+# --resume means resume (issue 13, item 2).
+
+def test_resume_with_no_checkpoint_in_the_work_dir(work_dir, test_config):
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--resume'], work_dir,
+            '--resume (the latest checkpoint of the work directory', 'nothing to resume',
+            'no checkpoint there', 'drop --resume to start a new run')
+
+
+def test_resume_without_a_work_dir(tmp_path, test_config):
+    absent = tmp_path / 'never_trained'
+    refused(train_tool.main, [test_config, '--work-dir', str(absent), '--resume'], tmp_path,
+            'nothing to resume, the work directory does not exist')
+    assert not absent.exists()
+
+
+def test_resume_a_folder_without_checkpoints(tmp_path, test_config, work_dir):
+    folder = tmp_path / 'empty_run'
+    folder.mkdir()
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--resume', str(folder)],
+            work_dir, f'--resume {folder}: a folder without checkpoints')
+
+
+def test_resume_a_folder_with_checkpoints_but_no_record(tmp_path, test_config, work_dir):
+    folder = tmp_path / 'old_run'
+    folder.mkdir()
+    for name in ('epoch_1.pth', 'epoch_2.pth'):
+        classifier_checkpoint(folder / name, 18)
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--resume', str(folder)],
+            work_dir, 'has checkpoints but no last_checkpoint file',
+            f'--resume {folder / "epoch_2.pth"} (the newest)')
+
+
+def test_resume_a_folder_resumes_its_latest(tmp_path, test_config, work_dir):
+    """A folder with mmengine's last_checkpoint record resumes the checkpoint it names (here
+    one of another network, refused by name: the folder was resolved to it)."""
+    folder = tmp_path / 'old_run'
+    folder.mkdir()
+    checkpoint = classifier_checkpoint(folder / 'epoch_3.pth', 34)
+    (folder / 'last_checkpoint').write_text(checkpoint)
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--resume', str(folder)],
+            work_dir, f'checkpoint {checkpoint} does not fit the model', '(resume)')
+
+
+def test_resume_weights_without_training_state(tmp_path, test_config, work_dir):
+    weights = classifier_checkpoint(tmp_path / 'weights.pth', 18)
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--resume', weights],
+            work_dir, f'--resume {weights}: holds no training state',
+            f'--cfg-options load_from={weights}')
+
+
+def test_resume_a_missing_path(tmp_path, test_config, work_dir):
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--resume',
+                              str(tmp_path / 'nope.pth')], work_dir,
+            'nope.pth: no such file or folder')
+
+
+# Tidy refusals (issue 13, item 7).
+
+def garbage(path):
+    with open(path, 'wb') as f:
+        f.write(os.urandom(3000))
+    return str(path)
+
+
+@pytest.fixture
+def truncated_checkpoint(tmp_path):
+    whole = classifier_checkpoint(tmp_path / 'whole.pth', 18)
+    with open(whole, 'rb') as f:
+        data = f.read()
+    with open(tmp_path / 'truncated.pth', 'wb') as f:
+        f.write(data[:len(data) // 2])
+    return str(tmp_path / 'truncated.pth')
+
+
+@pytest.mark.parametrize('how', ['resume', 'load_from', 'test', 'pretrained'])
+def test_garbage_checkpoint(tmp_path, test_config, work_dir, how):
+    path = garbage(tmp_path / 'garbage.pth')
+    argv = {
+        'resume': [test_config, '--resume', path],
+        'load_from': [test_config, '--cfg-options', f'load_from={path}'],
+        'test': [test_config, path],
+        'pretrained': [test_config, '--cfg-options', 'model.backbone.init_cfg.type=Pretrained',
+                       f'model.backbone.init_cfg.checkpoint={path}'],
+    }[how]
+    main = test_tool.main if how == 'test' else train_tool.main
+    named = {'resume': f'--resume {path}: ', 'load_from': f'load_from {path}: ',
+             'test': f'checkpoint {path}: ',
+             'pretrained': f"model.backbone.init_cfg.checkpoint = '{path}': "}[how]
+    refused(main, argv + ['--work-dir', work_dir], work_dir, named + NOT_A_CHECKPOINT)
+
+
+def test_truncated_checkpoint(test_config, work_dir, truncated_checkpoint):
+    refused(test_tool.main, [test_config, truncated_checkpoint, '--work-dir', work_dir],
+            work_dir, f'checkpoint {truncated_checkpoint}: {NOT_A_CHECKPOINT}')
+
+
+def test_launcher_pytorch_outside_torchrun(test_config, work_dir, monkeypatch):
+    for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(var, raising=False)
+    refused(train_tool.main, [test_config, '--work-dir', work_dir, '--launcher', 'pytorch'],
+            work_dir, '--launcher pytorch needs the environment variables', 'torchrun',
+            '--launcher none')
+
+
+def test_work_dir_that_is_a_file(tmp_path, test_config):
+    folder = earlier_run(tmp_path / 'runs')
+    a_file = os.path.join(folder, 'notes.txt')
+    refused(train_tool.main, [test_config, '--work-dir', a_file], folder,
+            f'--work-dir {a_file} is a file, not a folder')
+    refused(test_tool.main, [test_config, 'x.pth', '--work-dir', os.path.join(a_file, 'sub')],
+            folder, f'({a_file} is a file)')
+
+
+def test_string_depth(tmp_path, test_config, work_dir):
+    config = tmp_path / 'string_depth.py'
+    config.write_text(f"_base_ = {test_config!r}\nmodel = dict(backbone=dict(depth='50'))\n")
+    refused(train_tool.main, [str(config), '--work-dir', work_dir], work_dir,
+            "PyConvResNet: depth must be an int such as 50", "not '50'")
+
+
+def test_one_image_without_batch_axis():
+    from mmpyconv.models.backbones.pyconv_resnet import PyConvResNet
+    backbone = PyConvResNet(depth=18).eval()
+    with pytest.raises(ValueError) as info:
+        backbone(torch.zeros(3, 32, 32))
+    message = str(info.value)
+    assert '\n' not in message
+    assert message == ('PyConvResNet takes a batch shaped (N, C, H, W), got one sample of shape '
+                       '(3, 32, 32): add the batch axis, x.unsqueeze(0)')
+
+
+def test_cpu_only_runs_name_gloo(test_config, monkeypatch):
+    """The config the Runner gets names gloo on a machine without an accelerator (the log's
+    'GPU number' is checked in test_bad_data's real run)."""
+    from mmpyconv.runner import launch, load_config, setup_launcher
+    monkeypatch.setattr(launch, 'accelerator_available', lambda: False)
+    cfg = load_config(test_config)
+    setup_launcher(cfg, 'none')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
