@@ -2,18 +2,21 @@
 
     python tools/analysis/get_flops.py pyconvresnet50 resnet50 --shape 224
     python tools/analysis/get_flops.py configs/pyconvseg/ade20k.py --shape 512 512
+    python tools/analysis/get_flops.py configs/pyconvaction/i3d_*.py --frames 32
 
 A MODEL is a config file (its ``model`` is built in the toolbox of its ``default_scope``) or an
 architecture name: ``pyconvresnet{18,34,50,101,152}``, ``pyconvhgresnet{50,101,152}`` or
 torchvision's ``resnet{18,34,50,101,152}``, each as an ImageNet classifier (backbone, global
 average pooling, 1000-class linear layer). No dataset is needed. FLOPs are multiply-adds counted
-by mmengine's analyzer (the convention OpenMMLab's model zoos report).
+by mmengine's analyzer (the convention OpenMMLab's model zoos report). A video recognizer
+(mmaction2) is counted on one view as mmaction2's model zoo counts it: ``--frames`` frames of
+``--shape`` (the segments of a 2D recognizer such as TSN, the clip length of a 3D one).
 """
 import argparse
 import functools
 import os
 import sys
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -26,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='a config file, or an arch such as pyconvresnet50 or resnet50')
     parser.add_argument('--shape', type=int, nargs='+', default=[224],
                         help='input size: H (square) or H W. Default: 224')
+    parser.add_argument('--frames', type=int, default=None,
+                        help='frames of a video recognizer\'s view: the segments of a 2D one '
+                        '(default 8), the clip length of a 3D one (default 32)')
     parser.add_argument('--num-classes', type=int, default=1000,
                         help='classes of the linear head of an arch. Default: 1000')
     parser.add_argument('--cfg-options', nargs='+', default=[],
@@ -65,8 +71,23 @@ def build_config_model(path: str, cfg_options: Sequence[str]) -> nn.Module:
     return MODELS.build(model_cfg)
 
 
-def count(model: nn.Module, shape: Tuple[int, int]) -> Tuple[int, int]:
-    """(params, FLOPs) of one forward pass on a 1 x 3 x H x W input."""
+def model_input(model: nn.Module, shape: Tuple[int, int],
+                frames: Optional[int] = None) -> Tuple[torch.Tensor, str]:
+    """The input of one forward pass, and how the table names it: 1 x 3 x H x W, or one view
+    of a video recognizer (1 x T x 3 x H x W for a 2D one, 1 x 1 x 3 x T x H x W for a 3D)."""
+    kind = type(model).__name__
+    if kind == 'Recognizer2D':
+        frames = frames or 8
+        return torch.rand(1, frames, 3, *shape), f'{frames}x3x{shape[0]}x{shape[1]}'
+    if kind == 'Recognizer3D':
+        frames = frames or 32
+        return torch.rand(1, 1, 3, frames, *shape), f'3x{frames}x{shape[0]}x{shape[1]}'
+    return torch.rand(1, 3, *shape), f'3x{shape[0]}x{shape[1]}'
+
+
+def count(model: nn.Module, shape: Tuple[int, int],
+          frames: Optional[int] = None) -> Tuple[int, int]:
+    """(params, FLOPs) of one forward pass on :func:`model_input`."""
     from mmengine.analysis import FlopAnalyzer
 
     model.eval()
@@ -78,7 +99,7 @@ def count(model: nn.Module, shape: Tuple[int, int]) -> Tuple[int, int]:
                                              scale_factor=(1.0, 1.0)))
         model.forward = functools.partial(model.forward, data_samples=[sample], mode='tensor')
     with torch.no_grad():
-        analyzer = FlopAnalyzer(model, inputs=(torch.rand(1, 3, *shape), ))
+        analyzer = FlopAnalyzer(model, inputs=(model_input(model, shape, frames)[0], ))
         # Norms, activations and additions are not counted, by the model zoos' convention.
         flops = analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
     return sum(p.numel() for p in model.parameters()), int(flops)
@@ -113,8 +134,8 @@ def main(argv=None) -> int:
             except ValueError as e:
                 print(f'error: {e}', file=sys.stderr)
                 return 2
-        params, flops = count(model, shape)
-        rows.append((name, f'3x{shape[0]}x{shape[1]}', params, flops))
+        params, flops = count(model, shape, args.frames)
+        rows.append((name, model_input(model, shape, args.frames)[1], params, flops))
     print(format_table(rows))
     return 0
 

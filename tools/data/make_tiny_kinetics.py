@@ -60,7 +60,7 @@ MIN_FRAMES, MIN_SIZE = 8, 16
 DECORD_BAD_SIZES = (16, 24, 48, 72)
 # Disc radius or half the side of the square, as a fraction of the frame side; the square's
 # half side is 0.89 of the value, so that both shapes have the same area.
-HALF_SIZE = (0.10, 0.18)
+HALF_SIZE = (0.16, 0.24)
 SQUARE_SCALE = 0.89
 # Distance the shape's centre travels over the clip, as a fraction of the frame width; the
 # centre stays at least MARGIN of the width away from either side, so the shape is in frame

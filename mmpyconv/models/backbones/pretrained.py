@@ -26,8 +26,10 @@ __all__ = ['PRETRAINED_TYPES', 'model_zoo_reason', 'check_fit', 'drop_inherited'
 
 # init_cfg types that load a checkpoint into the module they initialise.
 PRETRAINED_TYPES = ('Pretrained', 'PyConvPretrained')
-# Model zoos mmengine's CheckpointLoader resolves by a name: none has a PyConv network.
-_MODEL_ZOOS = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'mmcls://', 'modelzoo://')
+# Model zoos mmengine's CheckpointLoader resolves by a name, and torchvision's download site
+# (mmaction2's TSN configs name its ResNet-50 file): none has a PyConv network.
+_MODEL_ZOOS = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'mmcls://', 'modelzoo://',
+               'https://download.pytorch.org/models/')
 
 
 def drop_inherited(backbone: str, depth: int) -> str:
@@ -54,8 +56,8 @@ def model_zoo_reason(checkpoint: Optional[str], where: str, backbone: str,
     if not isinstance(checkpoint, str) or not checkpoint.startswith(_MODEL_ZOOS):
         return None
     return (f'{where}={checkpoint!r} is a checkpoint of another network (the model zoos '
-            f'mmengine resolves by name hold no PyConv network), which {backbone} cannot '
-            f'load. {drop_inherited(backbone, depth)}.')
+            f"mmengine resolves by name, and torchvision's, hold no PyConv network), which "
+            f'{backbone} cannot load. {drop_inherited(backbone, depth)}.')
 
 
 def _load_state_dict(checkpoint: str, prefix: Optional[str]) -> Optional[Mapping]:
