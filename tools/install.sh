@@ -130,7 +130,7 @@ step "installing ${TOOLBOXES[*]}"
 
 # ---------------------------------------------------------------- mmpyconv
 step "installing mmpyconv (editable) with its test requirements"
-"${PIP[@]}" install "$TORCH_PIN" "$SETUPTOOLS_SPEC" -e "$ROOT[tests]"
+"${PIP[@]}" install "$TORCH_PIN" "$SETUPTOOLS_SPEC" -e "$ROOT[tests]" onnx onnxruntime onnxsim
 
 step "installing openmim $OPENMIM_VERSION (mim search / mim train)"
 # Without its opendatalab dependency, whose openxlab pins setuptools 60 (torch needs >= 77);
