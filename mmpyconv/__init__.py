@@ -1,18 +1,20 @@
 """mmpyconv: Pyramidal Convolution for OpenMMLab 2.x.
 
 Importing it registers the PyConv operator and backbones in mmengine's root ``MODELS`` registry,
-where every toolbox's registry finds them; it never imports a toolbox (mmpretrain, mmdet, mmseg,
-mmaction2) nor the tools' runner code (:mod:`mmpyconv.runner`).
+and :class:`ExactResumeHook` in its root ``HOOKS`` registry, where every toolbox's registry
+finds them; it never imports a toolbox (mmpretrain, mmdet, mmseg, mmaction2) nor the tools'
+runner code (:mod:`mmpyconv.runner`).
 """
 from .compat import patch_mmaction_drn
 from .version import __version__
 
 patch_mmaction_drn()
 
+from .engine import ExactResumeHook  # noqa: E402
 from .models import PyConvHGResNet, PyConvResNet  # noqa: E402
 from .ops import PyConv2d  # noqa: E402
 
-__all__ = ['__version__', 'PyConv2d', 'PyConvResNet', 'PyConvHGResNet']
+__all__ = ['__version__', 'PyConv2d', 'PyConvResNet', 'PyConvHGResNet', 'ExactResumeHook']
 
 # Lets mmpretrain.get_model find the metafiles' models (registered once mmpretrain is imported).
 from .hub import register_with_mmpretrain  # noqa: E402

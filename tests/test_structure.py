@@ -20,8 +20,10 @@ ALLOWED = {
     'ops': {'utils'},
     'models': {'ops', 'utils', 'compat'},
     'datasets': set(),
+    # Training machinery for any toolbox (hooks): imported by `import mmpyconv`.
+    'engine': {'ops', 'models', 'utils', 'compat'},
     'convert': {'ops', 'models', 'utils', 'hub'},
-    'runner': {'ops', 'models', 'convert', 'utils', 'compat', 'hub'},
+    'runner': {'ops', 'models', 'engine', 'convert', 'utils', 'compat', 'hub'},
 }
 
 

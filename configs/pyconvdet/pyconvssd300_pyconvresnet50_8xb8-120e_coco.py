@@ -6,6 +6,10 @@
 _base_ = 'mmdet::ssd/ssd300_coco.py'
 custom_imports = dict(
     imports=['mmpyconv', 'mmpyconv.models.dense_heads'], allow_failed_imports=False)
+# mmdet's SSD hooks (NumClassCheckHook, CheckInvalidLossHook), and checkpoints that also carry
+# the random states and the data position, so that --resume continues as if the run had not
+# stopped (mmpyconv's ExactResumeHook, docs/resume.md).
+custom_hooks = _base_.custom_hooks + [dict(type='ExactResumeHook')]
 
 # The PyConv levels of each head level: ssd_pyconv_kernels of the map sizes at 300 px
 # (38, 19, 10, 5, 3, 1).

@@ -5,6 +5,10 @@
 _base_ = 'mmdet::ssd/ssd512_coco.py'
 custom_imports = dict(
     imports=['mmpyconv', 'mmpyconv.models.dense_heads'], allow_failed_imports=False)
+# mmdet's SSD hooks (NumClassCheckHook, CheckInvalidLossHook), and checkpoints that also carry
+# the random states and the data position, so that --resume continues as if the run had not
+# stopped (mmpyconv's ExactResumeHook, docs/resume.md).
+custom_hooks = _base_.custom_hooks + [dict(type='ExactResumeHook')]
 
 # ssd_pyconv_kernels of the map sizes at 512 px (64, 32, 16, 8, 4, 2, 1).
 pyconv_kernels = ((3, 5, 7, 9), (3, 5, 7, 9), (3, 5, 7, 9), (3, 5, 7), (3, ), (1, ), (1, ))

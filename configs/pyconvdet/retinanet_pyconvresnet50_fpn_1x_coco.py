@@ -4,6 +4,9 @@
 # 256/512/1024/2048 wide at strides 4/8/16/32, as ResNet-50's, so the FPN is unchanged.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
+# Checkpoints also carry the random states and the data position, so that --resume continues
+# as if the run had not stopped (mmpyconv's ExactResumeHook, docs/resume.md).
+custom_hooks = [dict(type='ExactResumeHook')]
 
 # The authors' ImageNet checkpoint (github.com/iduta/pyconv): the backbone reads its key layout
 # itself when it loads it; see README.md.

@@ -8,6 +8,9 @@ _base_ = ['mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py'
 custom_imports = dict(
     imports=['mmpyconv', 'mmpyconv.models.decode_heads', 'mmpyconv.datasets.seg_transforms'],
     allow_failed_imports=False)
+# Checkpoints also carry the random states and the data position, so that --resume continues
+# as if the run had not stopped (mmpyconv's ExactResumeHook, docs/resume.md).
+custom_hooks = [dict(type='ExactResumeHook')]
 
 # The authors' ImageNet checkpoint of the backbone (github.com/iduta/pyconv): the backbone reads
 # its key layout itself when it loads it; see README.md (an mmpretrain checkpoint also works, with
