@@ -6,6 +6,10 @@
 # max-pools after the stem and the first stage (32 frames -> 4), half the blocks inflated.
 _base_ = 'mmaction::recognition/i3d/i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb.py'
 custom_imports = dict(imports=['mmpyconv'], allow_failed_imports=False)
+# Checkpoints also carry the random states and the data position, so that --resume continues
+# as if the run had not stopped (mmpyconv's ExactResumeHook, docs/resume.md; mmaction2's
+# persistent_workers=True makes it warn: set train_dataloader.persistent_workers=False for it).
+custom_hooks = [dict(type='ExactResumeHook')]
 
 # 2D ImageNet weights (the authors' file or ours), inflated when they load.
 pretrained = 'checkpoints/pyconvresnet50.pth'

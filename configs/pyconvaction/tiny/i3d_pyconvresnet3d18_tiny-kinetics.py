@@ -1,8 +1,8 @@
 # The I3D-style recognizer with PyConvResNet3d-18 on the small synthetic Kinetics-layout set that
-# tools/data/make_tiny_kinetics.py writes (4 classes: disc or square, moving left or right;
-# 64x64 frames): the Kinetics-400 config shrunk to what trains on a CPU in about a minute. The
+# tools/data/make_tiny_kinetics.py writes (4 classes: a small or a large disc, moving left or right;
+# 64x64 frames): the Kinetics-400 config shrunk to what trains on a CPU in a minute or two. The
 # tests train it, and the numbers in configs/pyconvaction/README.md come from it. Its temporal
-# kernels see the motion, so it can tell the direction as well as the shape.
+# kernels see the motion, so it can tell the direction as well as the size.
 _base_ = '../i3d_pyconvresnet3d50_8xb8-32x2x1-100e_kinetics400-rgb.py'
 
 data_root = 'data/tiny_kinetics'
@@ -15,7 +15,7 @@ model = dict(
                   pool1_stride_t=1, inflate=1, **tiny_widths),
     cls_head=dict(num_classes=num_classes, in_channels=128, dropout_ratio=0.0))
 
-# The direction of motion is the label: no flip, no crop that could hide the shape.
+# The direction of motion is the label: no flip, no crop that could hide the disc.
 train_pipeline = [
     dict(type='DecordInit'),
     dict(type='SampleFrames', clip_len=8, frame_interval=4, num_clips=1),
@@ -53,10 +53,10 @@ val_evaluator = dict(type='AccMetric', metric_list=('top_k_accuracy', 'mean_clas
                      metric_options=dict(top_k_accuracy=dict(topk=(1, 2))))
 test_evaluator = val_evaluator
 
-max_epochs = 12
+max_epochs = 6
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1, val_interval=1)
 optim_wrapper = dict(
-    _delete_=True, optimizer=dict(type='AdamW', lr=5e-3, weight_decay=1e-4),
+    _delete_=True, optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
     clip_grad=dict(max_norm=40, norm_type=2))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True)]
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1), logger=dict(interval=4))

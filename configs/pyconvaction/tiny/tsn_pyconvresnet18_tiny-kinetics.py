@@ -1,8 +1,8 @@
 # TSN with PyConvResNet-18 on the small synthetic Kinetics-layout set that
-# tools/data/make_tiny_kinetics.py writes (4 classes: disc or square, moving left or right;
-# 64x64 frames): the Kinetics-400 config shrunk to what trains on a CPU in about a minute. The
+# tools/data/make_tiny_kinetics.py writes (4 classes: a small or a large disc, moving left or right;
+# 64x64 frames): the Kinetics-400 config shrunk to what trains on a CPU in a minute or two. The
 # tests train it, and the numbers in configs/pyconvaction/README.md come from it. TSN averages
-# its 8 frames' scores, so it can tell the shape but not the direction: ~50% is its ceiling.
+# its 8 frames' scores, so it can tell the size but not the direction: ~50% is its ceiling.
 _base_ = '../tsn_pyconvresnet50_8xb32-1x1x8-100e_kinetics400-rgb.py'
 
 data_root = 'data/tiny_kinetics'
@@ -15,7 +15,7 @@ model = dict(
     backbone=dict(depth=18, init_cfg=None, **tiny_widths),
     cls_head=dict(num_classes=num_classes, in_channels=128, dropout_ratio=0.0))
 
-# The direction of motion is the label: no flip, no crop that could hide the shape.
+# The direction of motion is the label: no flip, no crop that could hide the disc.
 train_pipeline = [
     dict(type='DecordInit'),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=num_segments),
@@ -54,10 +54,10 @@ val_evaluator = dict(type='AccMetric', metric_list=('top_k_accuracy', 'mean_clas
                      metric_options=dict(top_k_accuracy=dict(topk=(1, 2))))
 test_evaluator = val_evaluator
 
-max_epochs = 12
+max_epochs = 6
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1, val_interval=1)
 optim_wrapper = dict(
-    _delete_=True, optimizer=dict(type='AdamW', lr=5e-3, weight_decay=1e-4),
+    _delete_=True, optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
     clip_grad=dict(max_norm=40, norm_type=2))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True)]
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1), logger=dict(interval=4))
