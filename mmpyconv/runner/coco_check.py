@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from mmengine.config import Config
 
-from .config_check import dataset_configs, is_local, lookup, under_data_root
+from .config_check import is_local, loader_datasets, lookup, under_data_root
 from .errors import UsageError
 
 __all__ = ['check_coco_file', 'check_coco_datasets', 'report_coco_datasets']
@@ -296,45 +296,41 @@ def check_coco_datasets(cfg: Config, loaders: Sequence[str]) -> Tuple[List[str],
     errors: List[str] = []
     notes: List[str] = []
     checked = set()
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not isinstance(loader_cfg, dict):
+    for dataset, where in loader_datasets(cfg, loaders):
+        if 'type' not in dataset:
             continue
-        for dataset, where in dataset_configs(loader_cfg.get('dataset'), f'{loader}.dataset'):
-            if 'type' not in dataset:
-                continue
-            cls = _coco_dataset(dataset)
-            ann_file = dataset.get('ann_file')
-            if cls is None or not is_local(ann_file):
-                continue
-            root = dataset.get('data_root')
-            ann_file = under_data_root(root, ann_file)
-            if not osp.isfile(ann_file):
-                continue
-            prefix = dataset.get('data_prefix')
-            img_dir = None
-            if isinstance(prefix, dict) and isinstance(prefix.get('img'), str):
-                img_dir = under_data_root(root, prefix['img'])
-                if '://' in img_dir:
-                    img_dir = None
-            else:
-                errors.append(f"{where}.data_prefix has no 'img': CocoDataset joins every "
-                              'file_name to data_prefix.img; set data_prefix=dict(img=FOLDER) '
-                              '(relative to data_root)')
-            metainfo = dataset.get('metainfo')
-            classes = metainfo.get('classes') if isinstance(metainfo, dict) else None
-            if classes is None:
-                classes = cls.METAINFO.get('classes')
-            filter_cfg = dataset.get('filter_cfg') or {}
-            key = (ann_file, img_dir, tuple(classes or ()),
-                   bool(filter_cfg.get('filter_empty_gt')), bool(dataset.get('test_mode')))
-            if key in checked:
-                continue
-            checked.add(key)
-            file_errors, file_notes = check_coco_file(
-                ann_file, img_dir, classes, key[3], key[4], where)
-            errors += file_errors
-            notes += file_notes
+        cls = _coco_dataset(dataset)
+        ann_file = dataset.get('ann_file')
+        if cls is None or not is_local(ann_file):
+            continue
+        root = dataset.get('data_root')
+        ann_file = under_data_root(root, ann_file)
+        if not osp.isfile(ann_file):
+            continue
+        prefix = dataset.get('data_prefix')
+        img_dir = None
+        if isinstance(prefix, dict) and isinstance(prefix.get('img'), str):
+            img_dir = under_data_root(root, prefix['img'])
+            if '://' in img_dir:
+                img_dir = None
+        else:
+            errors.append(f"{where}.data_prefix has no 'img': CocoDataset joins every "
+                          'file_name to data_prefix.img; set data_prefix=dict(img=FOLDER) '
+                          '(relative to data_root)')
+        metainfo = dataset.get('metainfo')
+        classes = metainfo.get('classes') if isinstance(metainfo, dict) else None
+        if classes is None:
+            classes = cls.METAINFO.get('classes')
+        filter_cfg = dataset.get('filter_cfg') or {}
+        key = (ann_file, img_dir, tuple(classes or ()),
+               bool(filter_cfg.get('filter_empty_gt')), bool(dataset.get('test_mode')))
+        if key in checked:
+            continue
+        checked.add(key)
+        file_errors, file_notes = check_coco_file(
+            ann_file, img_dir, classes, key[3], key[4], where)
+        errors += file_errors
+        notes += file_notes
     return errors, notes
 
 

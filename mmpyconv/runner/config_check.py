@@ -18,7 +18,8 @@ from .errors import UsageError, close_match, did_you_mean, similarity
 
 __all__ = [
     'runner_keys', 'top_level_typo', 'keyword_arguments', 'lookup', 'resolve_type',
-    'check_config_keys', 'check_runner_values', 'dataset_configs', 'is_local', 'under_data_root'
+    'check_config_keys', 'check_runner_values', 'dataset_configs', 'loader_datasets', 'is_local',
+    'under_data_root'
 ]
 
 # Keys read besides the Runner's: custom_imports (by mmengine's Config), runner_type (by the
@@ -159,6 +160,15 @@ def dataset_configs(cfg: Dict, where: str) -> Iterator[Tuple[Dict, str]]:
         yield from dataset_configs(cfg['dataset'], f'{where}.dataset')
     for i, inner in enumerate(cfg.get('datasets') or ()):
         yield from dataset_configs(inner, f'{where}.datasets.{i}')
+
+
+def loader_datasets(cfg: Config, loaders: Sequence[str]) -> Iterator[Tuple[Dict, str]]:
+    """:func:`dataset_configs` of the dataset of every dataloader of ``loaders`` the config
+    has, each with where it is (``'val_dataloader.dataset'``, ...)."""
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if isinstance(loader_cfg, dict):
+            yield from dataset_configs(loader_cfg.get('dataset'), f'{loader}.dataset')
 
 
 def is_local(path: Any) -> bool:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
-from .config_check import dataset_configs, is_local, lookup, under_data_root
+from .config_check import is_local, loader_datasets, lookup, under_data_root
 from .errors import UsageError
 
 __all__ = ['check_video_list', 'check_video_datasets', 'report_video_datasets']
@@ -88,25 +88,21 @@ def check_video_datasets(cfg: Config, loaders: Sequence[str]) -> List[str]:
     num_classes = head.get('num_classes') if isinstance(head, dict) else None
     errors: List[str] = []
     checked = set()
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not isinstance(loader_cfg, dict):
+    for dataset, where in loader_datasets(cfg, loaders):
+        if 'type' not in dataset or _video_dataset(dataset) is None:
             continue
-        for dataset, where in dataset_configs(loader_cfg.get('dataset'), f'{loader}.dataset'):
-            if 'type' not in dataset or _video_dataset(dataset) is None:
-                continue
-            root = dataset.get('data_root')
-            ann_file = dataset.get('ann_file')
-            prefix = dataset.get('data_prefix') or {}
-            if not is_local(ann_file):
-                continue
-            ann_file = under_data_root(root, ann_file)
-            video_dir = under_data_root(root, prefix.get('video', ''))
-            if not osp.isfile(ann_file) or (ann_file, video_dir) in checked:
-                continue
-            checked.add((ann_file, video_dir))
-            errors += check_video_list(ann_file, video_dir, num_classes, where,
-                                       dataset.get('delimiter', ' '))
+        root = dataset.get('data_root')
+        ann_file = dataset.get('ann_file')
+        prefix = dataset.get('data_prefix') or {}
+        if not is_local(ann_file):
+            continue
+        ann_file = under_data_root(root, ann_file)
+        video_dir = under_data_root(root, prefix.get('video', ''))
+        if not osp.isfile(ann_file) or (ann_file, video_dir) in checked:
+            continue
+        checked.add((ann_file, video_dir))
+        errors += check_video_list(ann_file, video_dir, num_classes, where,
+                                   dataset.get('delimiter', ' '))
     return errors
 
 

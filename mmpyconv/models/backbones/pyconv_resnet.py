@@ -125,6 +125,8 @@ class PyConvResNet(BaseModule):
     # heads take a tensor), which the class registered in mmaction2's registry follows (see
     # toolboxes.py); a tuple elsewhere.
     single_output_as_tensor = False
+    # The conv class the default init_cfg initialises (Kaiming, fan_out), by registry name.
+    conv_layer = 'Conv2d'
 
     def __init__(self,
                  depth: int,
@@ -175,7 +177,7 @@ class PyConvResNet(BaseModule):
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is None:
             init_cfg = [
-                dict(type='Kaiming', layer=['Conv2d'], mode='fan_out', nonlinearity='relu',
+                dict(type='Kaiming', layer=[self.conv_layer], mode='fan_out', nonlinearity='relu',
                      distribution='normal'),
                 dict(type='Constant', val=1, bias=0, layer=['_BatchNorm', 'GroupNorm'])
             ]

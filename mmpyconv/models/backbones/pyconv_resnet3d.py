@@ -122,6 +122,7 @@ class PyConvResNet3d(PyConvResNet):
         (1, 2048, 4, 2, 2)
     """
     single_output_as_tensor = True
+    conv_layer = 'Conv3d'
 
     def __init__(self,
                  depth: int,
@@ -174,12 +175,6 @@ class PyConvResNet3d(PyConvResNet):
                 raise ValueError('give the checkpoint either as init_cfg or as `pretrained`, '
                                  'not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer=['Conv3d'], mode='fan_out', nonlinearity='relu',
-                     distribution='normal'),
-                dict(type='Constant', val=1, bias=0, layer=['_BatchNorm', 'GroupNorm'])
-            ]
         self.pretrained = pretrained
         self.pretrained2d = pretrained2d
         self.temporal_strides = tuple(temporal_strides)
