@@ -39,7 +39,8 @@ MMACTION_CLASSES: Dict[str, type] = {
 def _register(registry_module: ModuleType) -> bool:
     models = registry_module.MODELS
     for name, cls in MMACTION_CLASSES.items():
-        if models.get(name) is not cls:
+        # module_dict: this registry's own entries (get() would import mmaction's models).
+        if models.module_dict.get(name) is not cls:
             models.register_module(name=name, module=cls, force=True)
     return True
 
