@@ -11,10 +11,13 @@ from .version import __version__
 patch_mmaction_drn()
 
 from .engine import ExactResumeHook  # noqa: E402
-from .models import PyConvHGResNet, PyConvResNet  # noqa: E402
-from .ops import PyConv2d  # noqa: E402
+from .models import PyConvHGResNet, PyConvHGResNet3d, PyConvResNet, PyConvResNet3d  # noqa: E402
+from .ops import PyConv2d, PyConv3d  # noqa: E402
 
-__all__ = ['__version__', 'PyConv2d', 'PyConvResNet', 'PyConvHGResNet', 'ExactResumeHook']
+__all__ = [
+    '__version__', 'PyConv2d', 'PyConv3d', 'PyConvResNet', 'PyConvHGResNet', 'PyConvResNet3d',
+    'PyConvHGResNet3d', 'ExactResumeHook'
+]
 
 # Lets mmpretrain.get_model find the metafiles' models (registered once mmpretrain is imported).
 from .hub import register_with_mmpretrain  # noqa: E402
