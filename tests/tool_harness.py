@@ -260,3 +260,49 @@ def video_config(path, dataset: dict) -> str:
         f.write(f"default_scope = 'mmaction'\ntrain_dataloader = {loader!r}\n"
                 f"val_dataloader = {dict(loader, dataset=dict(dataset, test_mode=True))!r}\n")
     return str(path)
+
+
+def process_tree(root: int) -> List[int]:
+    """``root`` and its descendants. torchrun starts each worker in a session of its own, so
+    killing the launcher's process group would leave the workers training."""
+    children: Dict[int, List[int]] = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    parent = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending += children.get(pid, [])
+    return found
+
+
+def kill_after_first_checkpoint(proc: subprocess.Popen, work_dir: str,
+                                timeout: float = 240) -> str:
+    """SIGKILL a training (``proc`` and every process under it, the workers first) as soon as
+    its first checkpoint is complete (mmengine writes ``last_checkpoint`` after the file);
+    return that checkpoint."""
+    import time
+    marker = os.path.join(work_dir, 'last_checkpoint')
+    deadline = time.time() + timeout
+    try:
+        while not os.path.exists(marker):
+            if proc.poll() is not None:
+                pytest.fail(f'training exited ({proc.returncode}) before its first checkpoint')
+            if time.time() > deadline:
+                pytest.fail(f'no checkpoint after {timeout}s')
+            time.sleep(0.02)
+    finally:
+        for pid in process_tree(proc.pid)[::-1]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=60)
+    with open(marker) as f:
+        return f.read().strip()

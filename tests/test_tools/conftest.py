@@ -29,3 +29,17 @@ def trained(tmp_path_factory, test_config) -> Dict[str, object]:
     work_dir = str(tmp_path_factory.mktemp('trained'))
     output = ok(tool('train.py', test_config, '--work-dir', work_dir, timeout=300))
     return dict(work_dir=work_dir, output=output, config=test_config)
+
+
+@pytest.fixture(scope='session')
+def dist_config(tmp_path_factory, test_config) -> str:
+    """The tiny config for one epoch on 2 processes, each rank dumping its weights
+    (helpers/rank_weights_hook.py) so that the tests can compare the ranks."""
+    path = tmp_path_factory.mktemp('dist') / 'dist.py'
+    path.write_text(
+        f'_base_ = {test_config!r}\n'
+        "custom_imports = dict(imports=['mmpyconv', 'rank_weights_hook'], "
+        'allow_failed_imports=False)\n'
+        "custom_hooks = [dict(type='DumpRankWeightsHook')]\n"
+        'train_cfg = dict(max_epochs=1)\n')
+    return str(path)

@@ -11,7 +11,6 @@ import os
 import pickle
 import sys
 
-import pytest
 import torch
 
 from tool_harness import (
@@ -28,18 +27,6 @@ from tool_harness import (
 )
 
 ITERS = 2  # 24 images, 8 per process and iteration, two processes: ceil(12 / 8)
-
-
-@pytest.fixture(scope='module')
-def dist_config(tmp_path_factory, test_config):
-    path = tmp_path_factory.mktemp('dist') / 'dist.py'
-    path.write_text(
-        f'_base_ = {test_config!r}\n'
-        "custom_imports = dict(imports=['mmpyconv', 'rank_weights_hook'], "
-        'allow_failed_imports=False)\n'
-        "custom_hooks = [dict(type='DumpRankWeightsHook')]\n"
-        'train_cfg = dict(max_epochs=1)\n')
-    return str(path)
 
 
 def check_two_ranks_agree(work_dir, output):

@@ -20,11 +20,9 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from typing import Dict, List
 
 import numpy as np
@@ -34,7 +32,17 @@ from torch import nn
 
 from mmpyconv.compat import allow_mmengine_checkpoints
 
-from tool_harness import CLASSES, ROOT, TINY_CONFIG, TOOLS, free_port, load_tool, ok, tool
+from tool_harness import (
+    CLASSES,
+    ROOT,
+    TINY_CONFIG,
+    TOOLS,
+    free_port,
+    kill_after_first_checkpoint,
+    load_tool,
+    ok,
+    tool,
+)
 
 # ---------------------------------------------------------------------------- in this process
 
@@ -293,50 +301,13 @@ def train(setup, processes: int, work_dir: str, *extra: str) -> str:
     return output
 
 
-def process_tree(root: int) -> List[int]:
-    """``root`` and its descendants. torchrun starts each worker in a session of its own, so
-    killing the launcher's process group would leave the workers training."""
-    children: Dict[int, List[int]] = {}
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open(f'/proc/{entry}/stat') as f:
-                    parent = int(f.read().rsplit(')', 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending += children.get(pid, [])
-    return found
-
-
 def train_and_kill(setup, processes: int, work_dir: str, timeout: float = 240) -> str:
     """Start a training, SIGKILL every one of its processes as soon as its first checkpoint is
-    complete (mmengine writes ``last_checkpoint`` after the file), return that checkpoint."""
+    complete, return that checkpoint."""
     args, env = train_command(setup, processes, work_dir)
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    marker = os.path.join(work_dir, 'last_checkpoint')
-    deadline = time.time() + timeout
-    try:
-        while not os.path.exists(marker):
-            if proc.poll() is not None:
-                pytest.fail(f'training exited ({proc.returncode}) before its first checkpoint')
-            if time.time() > deadline:
-                pytest.fail(f'no checkpoint after {timeout}s')
-            time.sleep(0.02)
-    finally:
-        for pid in process_tree(proc.pid)[::-1]:  # the workers first, the launcher last
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=60)
-    with open(marker) as f:
-        return f.read().strip()
+    return kill_after_first_checkpoint(proc, work_dir, timeout)
 
 
 def load(path: str) -> dict:

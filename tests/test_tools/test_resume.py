@@ -8,17 +8,24 @@ optimizer or scheduler would not give.
 """
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from mmpyconv.compat import allow_mmengine_checkpoints
 
-from tool_harness import EPOCHS, ITERS_PER_EPOCH, ROOT, TOOLS, log_records, ok, tool
+from tool_harness import (
+    EPOCHS,
+    ITERS_PER_EPOCH,
+    ROOT,
+    TOOLS,
+    kill_after_first_checkpoint,
+    log_records,
+    ok,
+    tool,
+)
 
 
 def start_training(config, work_dir, *extra):
@@ -26,24 +33,6 @@ def start_training(config, work_dir, *extra):
         [sys.executable, os.path.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
          *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=dict(os.environ, PYTHONWARNINGS='ignore'), start_new_session=True)
-
-
-def kill_after_first_checkpoint(proc, work_dir, timeout=240):
-    # mmengine writes last_checkpoint once the checkpoint file is complete.
-    marker = os.path.join(work_dir, 'last_checkpoint')
-    deadline = time.time() + timeout
-    try:
-        while not os.path.exists(marker):
-            if proc.poll() is not None:
-                pytest.fail(f'training exited ({proc.returncode}) before its first checkpoint')
-            if time.time() > deadline:
-                pytest.fail(f'no checkpoint after {timeout}s')
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    with open(marker) as f:
-        return f.read().strip()
 
 
 def load(path):

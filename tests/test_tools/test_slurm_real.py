@@ -73,24 +73,12 @@ def job_name():
         subprocess.run(['scancel', f'--name={name}'], capture_output=True, timeout=30)
 
 
-@pytest.fixture
-def two_rank_config(tmp_path, test_config) -> str:
-    path = tmp_path / 'two_ranks.py'
-    path.write_text(
-        f'_base_ = {test_config!r}\n'
-        "custom_imports = dict(imports=['mmpyconv', 'rank_weights_hook'], "
-        'allow_failed_imports=False)\n'
-        "custom_hooks = [dict(type='DumpRankWeightsHook')]\n"
-        'train_cfg = dict(max_epochs=1)\n')
-    return str(path)
-
-
 def top1(output: str) -> float:
     (value, ) = re.findall(r'accuracy/top1: (\d+\.\d+)', output)
     return float(value)
 
 
-def test_slurm_equals_torchrun(slurm_partition, job_name, two_rank_config, tmp_path):
+def test_slurm_equals_torchrun(slurm_partition, job_name, dist_config, tmp_path):
     common = dict(PYTHON=sys.executable, PYTHONPATH=HELPERS, OMP_NUM_THREADS='1',
                   MASTER_ADDR=None)
     # GPUS_PER_NODE stays 8: the scripts ask for GPUS tasks per node when that is fewer.
@@ -98,9 +86,9 @@ def test_slurm_equals_torchrun(slurm_partition, job_name, two_rank_config, tmp_p
     slurm_dir, torchrun_dir = str(tmp_path / 'slurm'), str(tmp_path / 'torchrun')
 
     slurm_out = ok(run(['bash', os.path.join(TOOLS, 'slurm_train.sh'), slurm_partition,
-                        job_name, two_rank_config, slurm_dir],
+                        job_name, dist_config, slurm_dir],
                        env=dict(slurm_env, MASTER_PORT=str(free_port())), timeout=300))
-    torchrun_out = ok(run(['bash', os.path.join(TOOLS, 'dist_train.sh'), two_rank_config, '2',
+    torchrun_out = ok(run(['bash', os.path.join(TOOLS, 'dist_train.sh'), dist_config, '2',
                            '--work-dir', torchrun_dir],
                           env=dict(common, PORT=str(free_port())), timeout=300))
 
@@ -134,10 +122,10 @@ def test_slurm_equals_torchrun(slurm_partition, job_name, two_rank_config, tmp_p
 
     slurm_top1, slurm_preds = test_run(
         'slurm_test', [os.path.join(TOOLS, 'slurm_test.sh'), slurm_partition, job_name,
-                       two_rank_config, os.path.join(slurm_dir, 'epoch_1.pth')],
+                       dist_config, os.path.join(slurm_dir, 'epoch_1.pth')],
         dict(slurm_env, MASTER_PORT=str(free_port())))
     torchrun_top1, torchrun_preds = test_run(
-        'torchrun_test', [os.path.join(TOOLS, 'dist_test.sh'), two_rank_config,
+        'torchrun_test', [os.path.join(TOOLS, 'dist_test.sh'), dist_config,
                           os.path.join(torchrun_dir, 'epoch_1.pth'), '2'],
         dict(common, PORT=str(free_port())))
     assert slurm_top1 == torchrun_top1
