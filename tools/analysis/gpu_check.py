@@ -37,13 +37,14 @@ Exit status: 0 when every check passed; 1 on a parity failure or a Triton launch
 import argparse
 import ast
 import datetime
+import functools
 import json
 import os
 import platform
 import sys
 import time
 import traceback
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -304,6 +305,21 @@ def time_layer(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, dtype, de
     times['total'] = times['forward'] + times['input_grad'] + times['weight_grad']
     return times
 
+def measure(row: Dict, device: torch.device, timed: Callable[[], Dict]) -> bool:
+    """Add what ``timed()`` measures to ``row``; on an error, its text as ``row['failure']``
+    (the traceback printed) so the other measurements go on. Device memory is freed either
+    way. Returns whether it succeeded."""
+    try:
+        row.update(timed())
+        return True
+    except Exception as e:  # noqa: BLE001 -- one failed measurement must not stop the check
+        traceback.print_exc()
+        row['failure'] = benchmark._error_text(e)
+        return False
+    finally:
+        benchmark._free(device)
+
+
 
 def parity_status(parity: Dict) -> Dict[Tuple[str, str], bool]:
     """(impl, table key) -> whether every parity check of it passed (the fp32 reference is
@@ -338,24 +354,26 @@ def time_layers(args, device, timer: benchmark.Timer, status: Dict, log) -> List
                               dispatch.IMPLS[impl].unavailable(x, plan))
                     if reason is not None:
                         continue
-                    try:
-                        if impl != 'conv3x3':
-                            layer.impl = impl
-                        module = conv if impl == 'conv3x3' else layer
-                        row.update(time_layer(module, x, grad, benchmark.DTYPES[dtype], device,
-                                              timer))
+                    if impl != 'conv3x3':
+                        layer.impl = impl
+                    module = conv if impl == 'conv3x3' else layer
+                    if measure(row, device, lambda: time_layer(
+                            module, x, grad, benchmark.DTYPES[dtype], device, timer)):
                         row['parity_ok'] = status.get((impl, row['key']))  # None: unchecked
-                    except Exception as e:  # noqa: BLE001
-                        traceback.print_exc()
-                        row['failure'] = benchmark._error_text(e)
-                    finally:
-                        benchmark._free(device)
                     rows.append(row)
                     log(f'{label} {setting} {impl}: {row.get("total", row.get("failure"))}')
     return rows
 
 
 # ---- 4. networks -----------------------------------------------------------------------------
+
+
+def bench_network(model, impl: str, mode: str, dtype: str, shape, timer: benchmark.Timer,
+                  device: torch.device) -> Dict:
+    """Images/s and peak memory of one network in one setting and mode."""
+    with pyconv_impl('auto' if impl == '-' else impl):
+        return dict(zip(('img_per_s', 'peak_gib'), benchmark.bench_model(
+            model, mode, benchmark.DTYPES[dtype], shape, timer, device)))
 
 
 def time_networks(args, device, timer: benchmark.Timer, log) -> List[Dict]:
@@ -374,15 +392,8 @@ def time_networks(args, device, timer: benchmark.Timer, log) -> List[Dict]:
                 for mode in ('train', 'infer'):
                     row = dict(model=name, source=source if is_resnet else 'mmpyconv', impl=impl,
                                setting=setting, mode=mode)
-                    try:
-                        with pyconv_impl('auto' if impl == '-' else impl):
-                            row['img_per_s'], row['peak_gib'] = benchmark.bench_model(
-                                model, mode, benchmark.DTYPES[dtype], shape, timer, device)
-                    except Exception as e:  # noqa: BLE001
-                        traceback.print_exc()
-                        row['failure'] = benchmark._error_text(e)
-                    finally:
-                        benchmark._free(device)
+                    measure(row, device, functools.partial(
+                        bench_network, model, impl, mode, dtype, shape, timer, device))
                     rows.append(row)
                     log(f'{name} {impl} {setting} {mode}: '
                         f'{row.get("img_per_s", row.get("failure"))}')
